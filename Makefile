@@ -1,0 +1,63 @@
+# Gantry's build facts live here, once.
+#  - Trivy (a dependency) needs GOEXPERIMENT=jsonv2 for every go build/test/vet.
+#  - Static binaries: CGO_ENABLED=0.
+export GOEXPERIMENT := jsonv2
+export CGO_ENABLED := 0
+GO ?= go
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN     := $(CURDIR)/bin
+# Integration tests share one BuildKit daemon and API server; a generous
+# timeout covers a cold build cache.
+TEST_TIMEOUT ?= 30m
+PKGS ?= ./...
+
+.PHONY: all build test test-short test-integration lint fmt vet staticcheck demo testenv-up testenv-down testenv-status fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry ./cmd/gantry
+
+## test: the whole suite, as CI runs it: start the test environment, lint, all tests.
+test: testenv-up lint
+	$(GO) test -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## test-short: unit tests only (no daemons needed).
+test-short:
+	$(GO) test -short -timeout 10m $(PKGS)
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/kube-rig/')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	sc=$$(hack/testenv which staticcheck) && $$sc $(PKGS)
+
+testenv-up:
+	hack/testenv up
+
+testenv-down:
+	hack/testenv down
+
+testenv-status:
+	hack/testenv status
+
+## demo: start the test environment and run the demo (see README).
+demo: build testenv-up
+	hack/demo
+
+## fuzz: run each fuzz target for FUZZTIME (default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	hack/fuzz $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Versions of the tools the test environment builds. Changing one builds it
+// anew into its own cache dir; old dirs can be deleted by hand.
+const (
+	buildkitVersion    = "v0.34.2"
+	cosignVersion      = "v2.6.5"
+	natsServerVersion  = "v2.15.2"
+	staticcheckVersion = "v0.8.2"
+	kubeVersion        = "v1.37.2"
+)
+
+// Debian packages the test environment needs, each with the file that shows
+// it is installed.
+var debianPackages = []struct{ name, file string }{
+	{"runc", "runc"},
+	{"docker-registry", "docker-registry"},
+	{"busybox-static", "/bin/busybox"},
+}
+
+// tools are the paths of installed binaries.
+type tools struct {
+	buildkitd, buildctl          string
+	etcd, kubeAPIServer, kubectl string
+	cosign, natsServer           string
+	staticcheck                  string
+	runc, registry, busybox      string
+}
+
+func (r *rig) install() (*tools, error) {
+	if err := installDebianPackages(); err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(r.cache, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return nil, err
+	}
+	t := &tools{busybox: "/bin/busybox"}
+	var err error
+	if t.runc, err = exec.LookPath("runc"); err != nil {
+		return nil, err
+	}
+	if t.registry, err = exec.LookPath("docker-registry"); err != nil {
+		return nil, err
+	}
+
+	// buildkitd cannot be `go install`ed (its go.mod has exclude directives),
+	// so it is built inside the module cache, with buildkit's own go.mod.
+	bk := filepath.Join(bin, "buildkit-"+buildkitVersion)
+	if err := ensureBuilt(bk, "buildkitd + buildctl "+buildkitVersion, "~2-3 min", func(tmp string) error {
+		if err := run("", nil, "go", "mod", "download", "github.com/moby/buildkit@"+buildkitVersion); err != nil {
+			return err
+		}
+		modcache, err := output("go", "env", "GOMODCACHE")
+		if err != nil {
+			return err
+		}
+		src := filepath.Join(modcache, "github.com/moby/buildkit@"+buildkitVersion)
+		return run(src, nil, "go", "build", "-trimpath",
+			"-ldflags", "-s -w -X github.com/moby/buildkit/version.Version="+buildkitVersion,
+			"-o", tmp+"/", "./cmd/buildkitd", "./cmd/buildctl")
+	}); err != nil {
+		return nil, err
+	}
+	t.buildkitd, t.buildctl = filepath.Join(bk, "buildkitd"), filepath.Join(bk, "buildctl")
+
+	// etcd, kube-apiserver and kubectl come from the nested hack/kube-rig
+	// module; its cache key is the hash of its go.mod and go.sum, so a bump
+	// there rebuilds.
+	rigDir := filepath.Join(r.root, "hack", "kube-rig")
+	key, err := hashFiles(filepath.Join(rigDir, "go.mod"), filepath.Join(rigDir, "go.sum"))
+	if err != nil {
+		return nil, err
+	}
+	kube := filepath.Join(bin, "kube-rig-"+key)
+	if err := ensureBuilt(kube, "etcd + kube-apiserver + kubectl "+kubeVersion, "~5-6 min, 2.5 GB RAM", func(tmp string) error {
+		v := "k8s.io/component-base/version"
+		ld := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=%s",
+			v, kubeVersion, v, v, kubeVersion)
+		if err := run(rigDir, nil, "go", "build", "-trimpath", "-ldflags", ld, "-o", tmp+"/",
+			"go.etcd.io/etcd/server/v3", "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
+			return err
+		}
+		// etcd's main package is the module root, so its binary is "server".
+		return os.Rename(filepath.Join(tmp, "server"), filepath.Join(tmp, "etcd"))
+	}); err != nil {
+		return nil, err
+	}
+	t.etcd, t.kubeAPIServer, t.kubectl = filepath.Join(kube, "etcd"), filepath.Join(kube, "kube-apiserver"), filepath.Join(kube, "kubectl")
+
+	for _, g := range []struct {
+		dst  *string
+		name string
+		pkg  string
+		ver  string
+		eta  string
+	}{
+		{&t.cosign, "cosign", "github.com/sigstore/cosign/v2/cmd/cosign", cosignVersion, "~2 min"},
+		{&t.natsServer, "nats-server", "github.com/nats-io/nats-server/v2", natsServerVersion, "~1 min"},
+		{&t.staticcheck, "staticcheck", "honnef.co/go/tools/cmd/staticcheck", staticcheckVersion, "~1 min"},
+	} {
+		dir := filepath.Join(bin, g.name+"-"+g.ver)
+		if err := ensureBuilt(dir, g.name+" "+g.ver, g.eta, func(tmp string) error {
+			return run("", []string{"GOBIN=" + tmp}, "go", "install", "-trimpath", "-ldflags", "-s -w", g.pkg+"@"+g.ver)
+		}); err != nil {
+			return nil, err
+		}
+		*g.dst = filepath.Join(dir, g.name)
+	}
+	return t, nil
+}
+
+// which installs what is missing and returns the path of one tool.
+func (r *rig) which(name string) (string, error) {
+	t, err := r.install()
+	if err != nil {
+		return "", err
+	}
+	paths := map[string]string{
+		"buildkitd": t.buildkitd, "buildctl": t.buildctl, "etcd": t.etcd,
+		"kube-apiserver": t.kubeAPIServer, "kubectl": t.kubectl, "cosign": t.cosign,
+		"nats-server": t.natsServer, "staticcheck": t.staticcheck, "runc": t.runc,
+		"docker-registry": t.registry, "busybox": t.busybox,
+	}
+	if p, ok := paths[name]; ok {
+		return p, nil
+	}
+	return "", fmt.Errorf("unknown tool %q (known: %s)", name, strings.Join(sortedKeys(paths), ", "))
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ensureBuilt runs build into a temporary dir beside dir and renames it into
+// place, so an interrupted build never leaves a half-filled cache entry.
+func ensureBuilt(dir, what, eta string, build func(tmp string) error) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	say("building %s (first time on this machine, %s)…", what, eta)
+	start := time.Now()
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+filepath.Base(dir)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := build(tmp); err != nil {
+		return fmt.Errorf("building %s: %w", what, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	say("built %s in %s", what, time.Since(start).Round(time.Second))
+	return nil
+}
+
+func installDebianPackages() error {
+	var missing []string
+	for _, p := range debianPackages {
+		if strings.HasPrefix(p.file, "/") {
+			if _, err := os.Stat(p.file); err == nil {
+				continue
+			}
+		} else if _, err := exec.LookPath(p.file); err == nil {
+			continue
+		}
+		missing = append(missing, p.name)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("missing Debian packages %s: install them as root (apt-get install %s)",
+			strings.Join(missing, ", "), strings.Join(missing, " "))
+	}
+	say("installing Debian packages: %s", strings.Join(missing, " "))
+	env := []string{"DEBIAN_FRONTEND=noninteractive"}
+	if err := run("", env, "apt-get", "update", "-qq"); err != nil {
+		return err
+	}
+	return run("", env, append([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends"}, missing...)...)
+}
+
+// run runs a command whose output goes to our stderr only when it fails.
+func run(dir string, env []string, argv ...string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), append([]string{"CGO_ENABLED=0"}, env...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		os.Stderr.Write(tail(out.Bytes(), 40))
+		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	return nil
+}
+
+func output(argv ...string) (string, error) {
+	b, err := exec.Command(argv[0], argv[1:]...).Output()
+	return strings.TrimSpace(string(b)), err
+}
+
+func hashFiles(paths ...string) (string, error) {
+	h := sha256.New()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// tail returns the last n lines of b.
+func tail(b []byte, n int) []byte {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) > n+1 {
+		lines = lines[len(lines)-n-1:]
+	}
+	return bytes.Join(lines, nil)
+}
