@@ -29,7 +29,8 @@ import (
 
 // Config is the whole file. Each top-level key is one section.
 type Config struct {
-	Log Log `yaml:"log"`
+	Log      Log      `yaml:"log"`
+	Registry Registry `yaml:"registry"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -44,7 +45,8 @@ type Log struct {
 // environment and the flags leave unset. Defaults are the secure choice.
 func Default() *Config {
 	return &Config{
-		Log: Log{Level: "info", Format: "text"},
+		Log:      Log{Level: "info", Format: "text"},
+		Registry: Registry{Timeout: 30 * time.Second},
 	}
 }
 

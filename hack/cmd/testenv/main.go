@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 const usage = `usage: hack/testenv up|down|env|status|install|which TOOL
@@ -39,6 +40,14 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// One invocation at a time per state dir: two concurrent `up`s would
+	// race on ports and pid files. The lock's fd is close-on-exec, so the
+	// daemons we start do not inherit (and hold) it.
+	unlock, err := rig.lock()
+	if err != nil {
+		fail(err)
+	}
+	defer unlock()
 	switch os.Args[1] {
 	case "up":
 		err = rig.up()
@@ -106,6 +115,21 @@ func newRig() (*rig, error) {
 		cache = filepath.Join(home, ".cache", "gantry")
 	}
 	return &rig{root: root, state: state, cache: cache}, nil
+}
+
+func (r *rig) lock() (func(), error) {
+	if err := os.MkdirAll(r.state, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(r.state, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func (r *rig) envFile() string { return filepath.Join(r.state, "env") }
