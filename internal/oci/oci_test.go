@@ -28,7 +28,7 @@ func TestPlainHTTPOnlyForListedHosts(t *testing.T) {
 	}
 	for ref, wantScheme := range map[string]string{
 		"127.0.0.1:5000/a/b:1":                               "http",
-		"127.0.0.1:5001/a/b:1":                               "https",
+		"registry.example.com:5000/a/b:1":                    "https",
 		"registry.example.com/a/b:1":                         "https",
 		"127.0.0.1:5000/a@sha256:" + strings.Repeat("a", 64): "http",
 	} {
