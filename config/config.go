@@ -29,8 +29,9 @@ import (
 
 // Config is the whole file. Each top-level key is one section.
 type Config struct {
-	Log      Log      `yaml:"log"`
-	Registry Registry `yaml:"registry"`
+	Log       Log       `yaml:"log"`
+	Registry  Registry  `yaml:"registry"`
+	Admission Admission `yaml:"admission"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -45,8 +46,9 @@ type Log struct {
 // environment and the flags leave unset. Defaults are the secure choice.
 func Default() *Config {
 	return &Config{
-		Log:      Log{Level: "info", Format: "text"},
-		Registry: Registry{Timeout: 30 * time.Second},
+		Log:       Log{Level: "info", Format: "text"},
+		Registry:  Registry{Timeout: 30 * time.Second},
+		Admission: DefaultAdmission(),
 	}
 }
 
