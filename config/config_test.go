@@ -62,7 +62,7 @@ func TestRejectsWithClearErrors(t *testing.T) {
 		wantAll []string
 	}{
 		{"unknown top-level key", "log:\n  level: info\nlogs: {}\n", nil, nil,
-			[]string{":3:", "unknown key logs", "allowed under the top level: log"}},
+			[]string{":3:", "unknown key logs", "allowed under the top level: ", "log"}},
 		{"unknown nested key", "log:\n  levle: info\n", nil, nil,
 			[]string{":2:", "unknown key log.levle", "allowed under log: format, level"}},
 		{"bad value in file", "log:\n  level: loud\n", nil, nil,
