@@ -32,6 +32,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Registry  Registry  `yaml:"registry"`
 	Admission Admission `yaml:"admission"`
+	Scanner   Scanner   `yaml:"scanner"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -49,6 +50,7 @@ func Default() *Config {
 		Log:       Log{Level: "info", Format: "text"},
 		Registry:  Registry{Timeout: 30 * time.Second},
 		Admission: DefaultAdmission(),
+		Scanner:   DefaultScanner(),
 	}
 }
 
