@@ -82,8 +82,8 @@ func Load(src Source) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := decodeYAML(src.File, b, cfg); err != nil {
-			return nil, err
+		if err := DecodeStrict(src.File, b, cfg); err != nil {
+			return nil, fmt.Errorf("config file %w", err)
 		}
 	}
 	leaves := leafFields(reflect.ValueOf(cfg).Elem(), "")
@@ -139,13 +139,14 @@ func readBounded(path string) ([]byte, error) {
 	return b, nil
 }
 
-// decodeYAML checks every key against the struct before decoding, so that
+// DecodeStrict decodes one YAML document into the struct pointer into. It
+// checks every key against the struct before decoding, so that
 // an unknown key is reported with its full path, its line and the keys that
 // are allowed there, rather than as a Go type name.
-func decodeYAML(name string, b []byte, into any) error {
+func DecodeStrict(name string, b []byte, into any) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("config file %s: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil // empty file: all defaults
@@ -158,13 +159,13 @@ func decodeYAML(name string, b []byte, into any) error {
 	if err := dec.Decode(into); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("config file %s: %s", name, strings.Join(te.Errors, "; "))
+			return fmt.Errorf("%s: %s", name, strings.Join(te.Errors, "; "))
 		}
-		return fmt.Errorf("config file %s: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: more than one YAML document", name)
+		return fmt.Errorf("%s: more than one YAML document", name)
 	}
 	return nil
 }
@@ -182,7 +183,7 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, prefix string) error {
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return nil
 			}
-			return fmt.Errorf("config file %s:%d: key %s must be a mapping", file, n.Line, orRoot(prefix))
+			return fmt.Errorf("%s:%d: key %s must be a mapping", file, n.Line, orRoot(prefix))
 		}
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -190,7 +191,7 @@ func checkKeys(file string, n *yaml.Node, t reflect.Type, prefix string) error {
 			f, ok := fields[k.Value]
 			path := join(prefix, k.Value)
 			if !ok {
-				return fmt.Errorf("config file %s:%d: unknown key %s (allowed under %s: %s)",
+				return fmt.Errorf("%s:%d: unknown key %s (allowed under %s: %s)",
 					file, k.Line, path, orRoot(prefix), strings.Join(sortedKeys(fields), ", "))
 			}
 			if err := checkKeys(file, v, f.Type, path); err != nil {
