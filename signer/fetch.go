@@ -29,12 +29,12 @@ import (
 // Limits on what is read from a registry: signature manifests come from
 // whoever can push to the repository, so every size is bounded.
 const (
-	maxManifestSize    = 4 << 20  // one signature or attestation manifest
-	maxLayers          = 64       // signatures or attestations per image
+	maxManifestSize     = 4 << 20  // one signature or attestation manifest
+	maxLayers           = 64       // signatures or attestations per image
 	maxSignaturePayload = 64 << 10 // a simple-signing payload is ~300 bytes
-	maxAttestationSize = 16 << 20 // a DSSE envelope with an SBOM inside
-	maxTotalBlobBytes  = 64 << 20 // everything fetched for one image
-	blobFetchWorkers   = 4
+	maxAttestationSize  = 16 << 20 // a DSSE envelope with an SBOM inside
+	maxTotalBlobBytes   = 64 << 20 // everything fetched for one image
+	blobFetchWorkers    = 4
 )
 
 // Cosign's tag-based layout: signatures of sha256:abc… live at tag
