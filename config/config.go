@@ -236,8 +236,16 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	out := map[string]reflect.StructField{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if opts == "inline" && f.Type.Kind() == reflect.Struct {
+			// Inlined struct: its keys sit at this level.
+			for k, sub := range yamlFields(f.Type) {
+				sub.Index = append(append([]int{}, f.Index...), sub.Index...)
+				out[k] = sub
+			}
 			continue
 		}
 		if name == "" {
