@@ -1,0 +1,57 @@
+package admission
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gantry-dev/gantry/admission/images"
+	"github.com/gantry-dev/gantry/admission/verification"
+	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/oci"
+	"github.com/gantry-dev/gantry/signer"
+)
+
+// BuildOptions say how Build wires the evaluator.
+type BuildOptions struct {
+	// Offline makes no registry call: tags are not resolved, image configs
+	// not read, signatures not verified (VerifySignatures must be off).
+	Offline bool
+	Log     *slog.Logger
+	// Registerer receives the metrics (nil: none).
+	Registerer prometheus.Registerer
+}
+
+// Build wires an Evaluator from the configuration: the registry client,
+// the image inspector, and the signer's verifier behind the verification
+// cache. Without admission.signerPolicy, signature checks fail closed.
+func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
+	ac := cfg.Admission
+	opts := Options{Log: o.Log, Metrics: NewMetrics(o.Registerer)}
+	if o.Offline {
+		if ac.VerifySignatures {
+			return nil, fmt.Errorf("offline: signatures cannot be verified without the registry; turn verification off (--verify-signatures=false)")
+		}
+		return New(ac, opts)
+	}
+	reg, err := oci.New(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	opts.Registry = reg
+	opts.Images = images.New(reg, images.Options{MaxEntries: ac.Cache.MaxEntries, TagTTL: ac.Cache.NegativeTTL})
+	if ac.VerifySignatures && ac.SignerPolicy != "" {
+		p, err := signer.LoadPolicy(ac.SignerPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("admission.signerPolicy: %w", err)
+		}
+		v, err := signer.NewVerifier(p, reg)
+		if err != nil {
+			return nil, fmt.Errorf("admission.signerPolicy: %w", err)
+		}
+		opts.Verifier = verification.NewCache(verification.FromSigner(v), verification.Options{
+			PositiveTTL: ac.Cache.PositiveTTL, NegativeTTL: ac.Cache.NegativeTTL, MaxEntries: ac.Cache.MaxEntries})
+	}
+	return New(ac, opts)
+}

@@ -1,0 +1,223 @@
+// Package images answers the two registry questions admission asks about an
+// image: which digest a tag points to, and which user the image's own
+// config runs as. Answers for a digest never change, so they are cached by
+// digest; concurrent questions about one digest make one registry round
+// trip.
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/apimachinery/pkg/util/cache"
+
+	"github.com/gantry-dev/gantry/internal/oci"
+)
+
+// maxPlatforms bounds how many images of one index are read.
+const maxPlatforms = 16
+
+// User is what an image's config says about the user it runs as.
+type User struct {
+	// Raw is the config's User field as written ("" means root).
+	Raw string
+	// Root is true when the image runs as UID 0: no user, "0", "root",
+	// or either with a group ("0:0", "root:wheel").
+	Root bool
+	// Numeric is true when the user part is a number, which is what the
+	// kubelet needs to prove runAsNonRoot.
+	Numeric bool
+	// Platform names the image of an index this came from ("" for a
+	// single-platform image).
+	Platform string
+}
+
+// ParseUser classifies an image config User value.
+func ParseUser(s string) User {
+	u := User{Raw: s}
+	userPart, _, _ := strings.Cut(strings.TrimSpace(s), ":")
+	switch {
+	case userPart == "" || userPart == "root":
+		u.Root, u.Numeric = true, userPart == ""
+	default:
+		if n, err := strconv.ParseUint(userPart, 10, 32); err == nil {
+			u.Numeric = true
+			u.Root = n == 0
+		}
+	}
+	return u
+}
+
+// Inspector reads image metadata through the shared registry client.
+type Inspector struct {
+	reg     *oci.Client
+	users   *cache.LRUExpireCache
+	tags    *cache.LRUExpireCache
+	tagTTL  time.Duration
+	group   singleflight.Group
+	calls   atomic.Int64
+	userTTL time.Duration
+}
+
+// Options tune an Inspector.
+type Options struct {
+	// MaxEntries bounds each cache.
+	MaxEntries int
+	// TagTTL is how long a tag → digest answer is reused. Tags move, so
+	// keep it short.
+	TagTTL time.Duration
+}
+
+// New returns an Inspector.
+func New(reg *oci.Client, o Options) *Inspector {
+	if o.MaxEntries < 1 {
+		o.MaxEntries = 10000
+	}
+	return &Inspector{
+		reg:     reg,
+		users:   cache.NewLRUExpireCache(o.MaxEntries),
+		tags:    cache.NewLRUExpireCache(o.MaxEntries),
+		tagTTL:  o.TagTTL,
+		userTTL: 24 * time.Hour, // content by digest is immutable; the TTL only ages out cold entries
+	}
+}
+
+// RegistryCalls is the number of registry round trips made so far.
+func (i *Inspector) RegistryCalls() int64 { return i.calls.Load() }
+
+// Resolve returns the digest a reference names: itself when it is pinned,
+// otherwise the digest its tag points to now.
+func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Digest, error) {
+	if d, ok := ref.(name.Digest); ok {
+		return d, nil
+	}
+	key := ref.Name()
+	if v, ok := i.tags.Get(key); ok {
+		return v.(name.Digest), nil
+	}
+	v, err := i.do(ctx, "tag:"+key, func(ctx context.Context) (any, error) {
+		i.calls.Add(1)
+		desc, err := remote.Head(ref, i.reg.RemoteOptions(ctx)...)
+		if err != nil {
+			return nil, err
+		}
+		return ref.Context().Digest(desc.Digest.String()), nil
+	})
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("resolve tag %s: %w", ref, err)
+	}
+	d := v.(name.Digest)
+	if i.tagTTL > 0 {
+		i.tags.Add(key, d, i.tagTTL)
+	}
+	return d, nil
+}
+
+// Users returns the user of every Linux image behind a digest (one for a
+// plain image, one per platform for an index).
+func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
+	key := d.DigestStr() + "@" + d.Context().Name()
+	if v, ok := i.users.Get(key); ok {
+		return v.([]User), nil
+	}
+	v, err := i.do(ctx, "user:"+key, func(ctx context.Context) (any, error) {
+		return i.fetchUsers(ctx, d)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read image config of %s: %w", d, err)
+	}
+	users := v.([]User)
+	i.users.Add(key, users, i.userTTL)
+	return users, nil
+}
+
+func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, error) {
+	opts := i.reg.RemoteOptions(ctx)
+	i.calls.Add(1)
+	desc, err := remote.Get(d, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, err
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		var out []User
+		for _, mf := range m.Manifests {
+			if mf.Platform == nil || mf.Platform.OS != "linux" || !mf.MediaType.IsImage() {
+				continue // attestation manifests ("unknown/unknown") and other OSes
+			}
+			if len(out) == maxPlatforms {
+				return nil, fmt.Errorf("index has more than %d linux images", maxPlatforms)
+			}
+			i.calls.Add(2)
+			img, err := idx.Image(mf.Digest)
+			if err != nil {
+				return nil, err
+			}
+			u, err := userOf(img)
+			if err != nil {
+				return nil, err
+			}
+			u.Platform = mf.Platform.String()
+			out = append(out, u)
+		}
+		if len(out) == 0 {
+			return nil, errors.New("index holds no linux image")
+		}
+		return out, nil
+	}
+	if !desc.MediaType.IsImage() {
+		return nil, fmt.Errorf("not an image (media type %s)", desc.MediaType)
+	}
+	i.calls.Add(1)
+	img, err := desc.Image()
+	if err != nil {
+		return nil, err
+	}
+	u, err := userOf(img)
+	if err != nil {
+		return nil, err
+	}
+	return []User{u}, nil
+}
+
+func userOf(img v1.Image) (User, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return User{}, err
+	}
+	return ParseUser(cf.Config.User), nil
+}
+
+// do runs f once per key at a time. f runs on a context detached from the
+// first caller's cancellation (so one caller giving up does not fail the
+// others) but bounded by the registry client's timeout; every caller still
+// stops waiting at its own deadline.
+func (i *Inspector) do(ctx context.Context, key string, f func(context.Context) (any, error)) (any, error) {
+	ch := i.group.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), i.reg.Timeout())
+		defer cancel()
+		return f(fctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

@@ -1,0 +1,38 @@
+package admission
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the evaluator's Prometheus collectors.
+type Metrics struct {
+	violations        *prometheus.CounterVec
+	exemptions        prometheus.Counter
+	breakGlass        prometheus.Counter
+	breakGlassRefused prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not
+// registered, for tests and `gantry policy check`).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gantry_admission_violations_total",
+			Help: "Rule violations found, by rule and namespace mode (enforce, warn, audit).",
+		}, []string{"rule", "mode"}),
+		exemptions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gantry_admission_exemptions_total",
+			Help: "Exemptions applied to admission requests.",
+		}),
+		breakGlass: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gantry_admission_break_glass_total",
+			Help: "Requests admitted by a valid break-glass annotation despite violations.",
+		}),
+		breakGlassRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gantry_admission_break_glass_refused_total",
+			Help: "Break-glass annotations ignored because the user is not in a break-glass group.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.violations, m.exemptions, m.breakGlass, m.breakGlassRefused)
+	}
+	return m
+}
