@@ -33,6 +33,8 @@ type Config struct {
 	Registry  Registry  `yaml:"registry"`
 	Admission Admission `yaml:"admission"`
 	Scanner   Scanner   `yaml:"scanner"`
+	Deploy    Deploy    `yaml:"deploy"`
+	Notify    Notify    `yaml:"notify"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -51,6 +53,8 @@ func Default() *Config {
 		Registry:  Registry{Timeout: 30 * time.Second},
 		Admission: DefaultAdmission(),
 		Scanner:   DefaultScanner(),
+		Deploy:    DefaultDeploy(),
+		Notify:    DefaultNotify(),
 	}
 }
 
