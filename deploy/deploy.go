@@ -63,6 +63,11 @@ func New(cfg config.Deploy, rc *rest.Config) (*Deployer, error) {
 	}
 	rc = rest.CopyConfig(rc)
 	rc.Timeout = cfg.RequestTimeout
+	if rc.QPS == 0 {
+		// Parallel functions share this client; client-go's default (5)
+		// would throttle their rollout polls.
+		rc.QPS, rc.Burst = 20, 40
+	}
 	if rc.UserAgent == "" {
 		rc.UserAgent = "gantry-deployer"
 	}

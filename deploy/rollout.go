@@ -84,6 +84,9 @@ func (d *Deployer) deploymentRolledOut(ctx context.Context, res *Result) (bool, 
 		return false, "", errors.New("the Deployment was deleted")
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, "", nil // out of time: keep the last real state
+		}
 		return false, "reading the Deployment: " + err.Error(), nil
 	}
 	if img := containerImage(dep, res.Name); img != res.Image {
@@ -135,6 +138,9 @@ func (d *Deployer) functionReady(ctx context.Context, res *Result) (bool, string
 		return false, "", errors.New("the Function was deleted")
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, "", nil // out of time: keep the last real state
+		}
 		return false, "reading the Function: " + err.Error(), nil
 	}
 	if img, _, _ := unstructured.NestedString(u.Object, "spec", "image"); img != res.Image {
