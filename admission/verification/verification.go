@@ -53,6 +53,8 @@ type Options struct {
 	PositiveTTL time.Duration
 	NegativeTTL time.Duration
 	MaxEntries  int
+	// Clock is for tests; nil means the real clock.
+	Clock cache.Clock
 }
 
 // Cache is a Verifier that remembers answers.
@@ -70,7 +72,10 @@ func NewCache(v Verifier, o Options) *Cache {
 	if o.MaxEntries < 1 {
 		o.MaxEntries = 10000
 	}
-	return &Cache{v: v, o: o, entries: cache.NewLRUExpireCache(o.MaxEntries)}
+	if o.Clock == nil {
+		return &Cache{v: v, o: o, entries: cache.NewLRUExpireCache(o.MaxEntries)}
+	}
+	return &Cache{v: v, o: o, entries: cache.NewLRUExpireCacheWithClock(o.MaxEntries, o.Clock)}
 }
 
 // Stats returns cache hits and misses so far.
