@@ -35,6 +35,7 @@ type Config struct {
 	Scanner   Scanner   `yaml:"scanner"`
 	Deploy    Deploy    `yaml:"deploy"`
 	Notify    Notify    `yaml:"notify"`
+	Signer    Signer    `yaml:"signer"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -55,6 +56,7 @@ func Default() *Config {
 		Scanner:   DefaultScanner(),
 		Deploy:    DefaultDeploy(),
 		Notify:    DefaultNotify(),
+		Signer:    DefaultSigner(),
 	}
 }
 

@@ -168,27 +168,6 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 	tag, _ := attachmentTag(d, attSuffix)
 	res := &AttestResult{Digest: d.String(), Tag: tag.String(), PredicateType: uri}
 
-	existing, err := fetchAttachments(ctx, s.reg, d, attSuffix)
-	if err != nil {
-		return nil, fmt.Errorf("attest %s: reading existing attestations: %w", d, err)
-	}
-	co := &cosign.CheckOpts{SigVerifier: s.id.sv, IgnoreTlog: true, IgnoreSCT: true}
-	for _, att := range existing.sigs {
-		if _, err := cosign.VerifyBlobAttestation(ctx, att, h, co); err != nil {
-			continue
-		}
-		p, _ := att.Payload()
-		st, err := parseStatement(p)
-		if err != nil || st.PredicateType != uri || !st.covers(h) {
-			continue
-		}
-		if jsonEqual(st.Predicate, predicate) {
-			res.AlreadyAttested = true
-			s.log.Info("attestation already present; nothing to do", "digest", d.String(), "predicateType", uri)
-			return res, nil
-		}
-	}
-
 	// Short names select cosign's typed statements; any other type is a
 	// URI, which cosign's default branch uses as the predicate type with
 	// the JSON predicate as is.
@@ -206,6 +185,31 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 	if err != nil {
 		return nil, fmt.Errorf("attest %s: %s predicate: %w", d, predicateType, err)
 	}
+	wantPred, err := statementPredicate(stmt)
+	if err != nil {
+		return nil, fmt.Errorf("attest %s: %w", d, err)
+	}
+	existing, err := fetchAttachments(ctx, s.reg, d, attSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("attest %s: reading existing attestations: %w", d, err)
+	}
+	co := &cosign.CheckOpts{SigVerifier: s.id.sv, IgnoreTlog: true, IgnoreSCT: true}
+	for _, att := range existing.sigs {
+		if _, err := cosign.VerifyBlobAttestation(ctx, att, h, co); err != nil {
+			continue
+		}
+		p, _ := att.Payload()
+		st, err := parseStatement(p)
+		if err != nil || st.PredicateType != uri || !st.covers(h) {
+			continue
+		}
+		if jsonEqual(st.Predicate, wantPred) {
+			res.AlreadyAttested = true
+			s.log.Info("attestation already present; nothing to do", "digest", d.String(), "predicateType", uri)
+			return res, nil
+		}
+	}
+
 	pl, err := json.Marshal(stmt)
 	if err != nil {
 		return nil, fmt.Errorf("attest %s: %w", d, err)
@@ -237,7 +241,7 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 	se := ociremote.SignedUnknown(d, wopts...)
 	newSE, err := mutate.AttachAttestationToEntity(se, att,
 		mutate.WithDupeDetector(cremote.NewDupeDetector(s.id.sv)),
-		mutate.WithReplaceOp(cremote.NewReplaceOp(uri)))
+		mutate.WithReplaceOp(&replaceOwn{ctx: ctx, uri: uri, h: h, co: co}))
 	if err != nil {
 		return nil, fmt.Errorf("attest %s: %w", d, err)
 	}
@@ -259,6 +263,22 @@ func (s *Signer) pubOrCert() []byte {
 	}
 	b, _ := cryptoutils.MarshalPublicKeyToPEM(pub)
 	return b
+}
+
+// statementPredicate is the predicate of a statement cosign generated, as
+// it will be stored.
+func statementPredicate(stmt any) ([]byte, error) {
+	b, err := json.Marshal(stmt)
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		Predicate json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	return st.Predicate, nil
 }
 
 // jsonEqual compares two JSON documents by value.
