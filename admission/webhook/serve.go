@@ -14,6 +14,9 @@ import (
 // for up to 10 s. Timeouts bound slow clients: the API server itself gives
 // up after the webhook's timeoutSeconds (at most 30 s).
 func Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config, h http.Handler, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsCfg,
