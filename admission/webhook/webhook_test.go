@@ -34,6 +34,7 @@ func newHandler(t testing.TB) *Handler {
 }
 
 var goodPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"fn"},"spec":{"securityContext":{"runAsUser":1000,"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"}},"containers":[{"name":"app","image":"r/app@sha256:` + sha + `","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}`
+
 const badPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"fn"},"spec":{"containers":[{"name":"app","image":"r/app","securityContext":{"privileged":true,"runAsUser":0}}]}}`
 
 var sha = strings.Repeat("ab", 32)

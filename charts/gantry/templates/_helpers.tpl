@@ -1,0 +1,32 @@
+{{- define "gantry.name" -}}{{ .Release.Name }}-admission{{- end -}}
+
+{{- define "gantry.labels" -}}
+app.kubernetes.io/name: gantry
+app.kubernetes.io/component: admission
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "gantry.selector" -}}
+app.kubernetes.io/name: gantry
+app.kubernetes.io/component: admission
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "gantry.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{- define "gantry.tlsSecret" -}}
+{{- if eq .Values.admission.tls.mode "secret" -}}
+{{ required "admission.tls.existingSecret is required with tls.mode=secret" .Values.admission.tls.existingSecret }}
+{{- else -}}
+{{ include "gantry.name" . }}-tls
+{{- end -}}
+{{- end -}}
