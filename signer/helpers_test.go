@@ -107,7 +107,11 @@ func newTestKey(t testing.TB, dir, name string) *testKey {
 
 // signer returns a Signer that signs with k.
 func (r *rig) signer(k *testKey) *Signer {
-	return &Signer{id: &signingIdentity{sv: k.sv, source: "test key"}, reg: r.reg,
+	id := &signingIdentity{source: "test key"}
+	if k != nil {
+		id.sv = k.sv
+	}
+	return &Signer{id: id, reg: r.reg,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
 }
 
