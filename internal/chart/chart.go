@@ -103,6 +103,10 @@ func stripComments(s string) string {
 
 // Root finds the module root (the directory with go.mod) above dir.
 func Root(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			return d, nil
