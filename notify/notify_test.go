@@ -69,7 +69,7 @@ func failedRun(nFindings int) Run {
 			{Name: "hello", Verdict: VerdictSuccess, Image: "r/hello@sha256:" + strings.Repeat("a", 64),
 				Stages: []Stage{{Name: "build", Status: "success", Duration: time.Second}, {Name: "deploy", Status: "success"}}},
 			{Name: "vuln", Verdict: VerdictFailure, Dockerfile: "functions/vuln/Dockerfile",
-				Stages: []Stage{{Name: "build", Status: "success"}, {Name: "scan", Status: "failure", Error: fmt.Sprintf("%d findings fail the gate", nFindings)}},
+				Stages:   []Stage{{Name: "build", Status: "success"}, {Name: "scan", Status: "failure", Error: fmt.Sprintf("%d findings fail the gate", nFindings)}},
 				Findings: findings(nFindings)},
 		},
 	}
