@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -241,6 +242,7 @@ func DecodeManifest(r io.Reader) ([]Document, error) {
 			case err != nil:
 				return nil, fmt.Errorf("document %d: %w", doc+1, err)
 			default:
+				defaultLikeAPIServer(w)
 				d.Workload = w
 			}
 			out = append(out, d)
@@ -288,3 +290,17 @@ func stripComments(b []byte) []byte {
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 64<<10) }
+
+// defaultLikeAPIServer applies the API server's defaulting that changes a
+// policy verdict, so that a manifest is judged as the object the webhook
+// will see: a volume without a source becomes an emptyDir.
+func defaultLikeAPIServer(w *Workload) {
+	if w.Spec == nil {
+		return
+	}
+	for i := range w.Spec.Volumes {
+		if reflect.ValueOf(w.Spec.Volumes[i].VolumeSource).IsZero() {
+			w.Spec.Volumes[i].EmptyDir = &corev1.EmptyDirVolumeSource{}
+		}
+	}
+}

@@ -136,7 +136,9 @@ func setupE2E(t *testing.T) *e2e {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- Serve(sctx, ln, rl.TLSConfig(), New(eval, Options{MaxBodyBytes: cfg.Admission.MaxBodyBytes}), nil) }()
+	go func() {
+		done <- Serve(sctx, ln, rl.TLSConfig(), New(eval, Options{MaxBodyBytes: cfg.Admission.MaxBodyBytes}), nil)
+	}()
 	stopped := false
 	x.stop = func() {
 		if !stopped {
