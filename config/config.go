@@ -36,6 +36,8 @@ type Config struct {
 	Deploy    Deploy    `yaml:"deploy"`
 	Notify    Notify    `yaml:"notify"`
 	Signer    Signer    `yaml:"signer"`
+	Builder   Builder   `yaml:"builder"`
+	Lint      Lint      `yaml:"lint"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -57,6 +59,8 @@ func Default() *Config {
 		Deploy:    DefaultDeploy(),
 		Notify:    DefaultNotify(),
 		Signer:    DefaultSigner(),
+		Builder:   DefaultBuilder(),
+		Lint:      DefaultLint(),
 	}
 }
 
