@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,7 +67,17 @@ type Inspector struct {
 	group   singleflight.Group
 	calls   atomic.Int64
 	userTTL time.Duration
+
+	// puller keeps one authenticated transport per repository, so a new
+	// digest of a known repository costs two requests (manifest, config)
+	// rather than a registry ping and token exchange as well. It is
+	// replaced after maxRepos repositories to stay bounded.
+	pullerMu sync.Mutex
+	puller   *remote.Puller
+	repos    map[string]bool
 }
+
+const maxRepos = 1000
 
 // Options tune an Inspector.
 type Options struct {
@@ -83,12 +94,30 @@ func New(reg *oci.Client, o Options) *Inspector {
 		o.MaxEntries = 10000
 	}
 	return &Inspector{
+		repos:   map[string]bool{},
 		reg:     reg,
 		users:   cache.NewLRUExpireCache(o.MaxEntries),
 		tags:    cache.NewLRUExpireCache(o.MaxEntries),
 		tagTTL:  o.TagTTL,
 		userTTL: 24 * time.Hour, // content by digest is immutable; the TTL only ages out cold entries
 	}
+}
+
+// pullerFor returns the shared puller, renewed when it has seen too many
+// repositories.
+func (i *Inspector) pullerFor(repo string) (*remote.Puller, error) {
+	i.pullerMu.Lock()
+	defer i.pullerMu.Unlock()
+	if i.puller == nil || (!i.repos[repo] && len(i.repos) >= maxRepos) {
+		// The puller's own context only seeds it; each call passes its own.
+		p, err := remote.NewPuller(i.reg.RemoteOptions(context.Background())...)
+		if err != nil {
+			return nil, err
+		}
+		i.puller, i.repos = p, map[string]bool{}
+	}
+	i.repos[repo] = true
+	return i.puller, nil
 }
 
 // RegistryCalls is the number of registry round trips made so far.
@@ -106,7 +135,11 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Diges
 	}
 	v, err := i.do(ctx, "tag:"+key, func(ctx context.Context) (any, error) {
 		i.calls.Add(1)
-		desc, err := remote.Head(ref, i.reg.RemoteOptions(ctx)...)
+		p, err := i.pullerFor(ref.Context().Name())
+		if err != nil {
+			return nil, err
+		}
+		desc, err := p.Head(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -141,9 +174,12 @@ func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
 }
 
 func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, error) {
-	opts := i.reg.RemoteOptions(ctx)
 	i.calls.Add(1)
-	desc, err := remote.Get(d, opts...)
+	p, err := i.pullerFor(d.Context().Name())
+	if err != nil {
+		return nil, err
+	}
+	desc, err := p.Get(ctx, d)
 	if err != nil {
 		return nil, err
 	}
