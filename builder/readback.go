@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -62,18 +63,21 @@ func (b *Builder) readBack(ctx context.Context, res *Result) error {
 		if m.Annotations[refTypeAnnotation] == attestationManifest {
 			continue
 		}
-		img, err := remote.Image(ref.Context().Digest(m.Digest.String()), b.opts.Registry.RemoteOptions(ctx)...)
+		// The manifest alone gives the size; the platform is in the index,
+		// so the config blob need not be fetched.
+		md, err := remote.Get(ref.Context().Digest(m.Digest.String()), b.opts.Registry.RemoteOptions(ctx)...)
 		if err != nil {
 			return fail(err)
 		}
-		size, platform, err := imageSize(img)
+		mf, err := v1.ParseManifest(bytes.NewReader(md.Manifest))
 		if err != nil {
 			return fail(err)
 		}
+		platform := ""
 		if m.Platform != nil {
 			platform = m.Platform.String()
 		}
-		res.Size += size
+		res.Size += manifestSize(mf)
 		res.Images = append(res.Images, PlatformImage{Platform: platform, Digest: m.Digest.String(), ProvenanceDigest: attest[m.Digest.String()]})
 	}
 	if len(res.Images) > 0 {
@@ -88,10 +92,7 @@ func imageSize(img v1.Image) (int64, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	size := m.Config.Size
-	for _, l := range m.Layers {
-		size += l.Size
-	}
+	size := manifestSize(m)
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return 0, "", err
@@ -102,4 +103,14 @@ func imageSize(img v1.Image) (int64, string, error) {
 		platform = p.String()
 	}
 	return size, platform, nil
+}
+
+// manifestSize is the compressed size of an image manifest's config and
+// layers.
+func manifestSize(m *v1.Manifest) int64 {
+	size := m.Config.Size
+	for _, l := range m.Layers {
+		size += l.Size
+	}
+	return size
 }

@@ -1,0 +1,190 @@
+// Command build compares `gantry build` with `buildctl build` of the same
+// Dockerfile on the same buildkitd, cold and warm cache, and prints the
+// ratios (target: gantry ≤ 1.05× buildctl).
+//
+//	go run ./hack/bench/build [-runs 7] [-gantry bin/gantry]
+//
+// It needs the test environment (hack/testenv up). Both tools push by
+// digest with max-mode provenance and print no progress. "Cold" runs give
+// each build a fresh ARG value, so the RUN and COPY steps miss the cache;
+// "warm" runs repeat the previous build exactly. Three numbers per case:
+// the gantry process, Gantry's builder library in this process (no
+// process start-up), and the buildctl process.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/gantry-dev/gantry/builder"
+	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/oci"
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+const dockerfile = `ARG BASE
+FROM ${BASE}
+ARG NONCE
+RUN echo "$NONCE" > /nonce && for i in $(seq 1 500); do echo "line $i"; done > /lines
+COPY payload /srv/payload
+USER 1000:1000
+CMD ["cat", "/nonce"]
+`
+
+func main() {
+	runs := flag.Int("runs", 7, "builds per tool and case (the median is reported)")
+	gantryBin := flag.String("gantry", "", "gantry binary (default: built from ./cmd/gantry into a temp dir)")
+	flag.Parse()
+	if err := run(*runs, *gantryBin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+}
+
+func run(runs int, gantryBin string) error {
+	envFile, err := testenv.Find()
+	if err != nil {
+		return err
+	}
+	env, err := testenv.Load(envFile)
+	if err != nil {
+		return fmt.Errorf("test environment not started (%v): run hack/testenv up", err)
+	}
+	work, err := os.MkdirTemp("", "gantry-bench-build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if gantryBin == "" {
+		gantryBin = filepath.Join(work, "gantry")
+		fmt.Println("building gantry …")
+		cmd := exec.Command("go", "build", "-o", gantryBin, "./cmd/gantry")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build ./cmd/gantry: %w", err)
+		}
+	}
+	ctxDir := filepath.Join(work, "ctx")
+	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		return err
+	}
+	payload := make([]byte, 1<<20)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "payload"), payload, 0o644); err != nil {
+		return err
+	}
+
+	reg, err := oci.New(config.Registry{Insecure: []string{env.Registry}, Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	lib, err := builder.New(builder.Options{Addrs: []string{env.BuildkitAddr}, Provenance: "max", Registry: reg,
+		DialTimeout: 10 * time.Second, AuthDir: work})
+	if err != nil {
+		return err
+	}
+	defer lib.Close()
+
+	stamp := time.Now().UnixNano()
+	repo := func(tool string) string { return fmt.Sprintf("%s/bench/%s-%d", env.Registry, tool, stamp) }
+	tools := []struct {
+		name  string
+		build func(nonce string) error
+	}{
+		{"gantry build", func(nonce string) error {
+			cmd := exec.Command(gantryBin, "build", "--context", ctxDir, "--image", repo("gantry"), "--push",
+				"--build-arg", "BASE="+env.BaseImage, "--build-arg", "NONCE="+nonce, "--progress", "quiet")
+			cmd.Env = append(os.Environ(), "GANTRY_BUILDER_ADDRS="+env.BuildkitAddr, "GANTRY_REGISTRY_INSECURE="+env.Registry,
+				"GANTRY_BUILDER_PROVENANCE=max", "GANTRY_REGISTRY_AUTH_DIR=")
+			return runQuiet(cmd)
+		}},
+		{"builder.Build (library)", func(nonce string) error {
+			_, err := lib.Build(context.Background(), builder.Request{ContextDir: ctxDir, Image: repo("lib"), Push: true,
+				BuildArgs: map[string]string{"BASE": env.BaseImage, "NONCE": nonce}}, builder.Progress{})
+			return err
+		}},
+		{"buildctl build", func(nonce string) error {
+			cmd := exec.Command(env.Buildctl, "--addr", env.BuildkitAddr, "build", "--frontend", "dockerfile.v0",
+				"--local", "context="+ctxDir, "--local", "dockerfile="+ctxDir,
+				"--opt", "build-arg:BASE="+env.BaseImage, "--opt", "build-arg:NONCE="+nonce,
+				"--opt", "attest:provenance=mode=max",
+				"--output", "type=image,name="+repo("buildctl")+",push=true,push-by-digest=true",
+				"--progress", "quiet")
+			return runQuiet(cmd)
+		}},
+	}
+
+	cold := make([][]time.Duration, len(tools))
+	warm := make([][]time.Duration, len(tools))
+	// Warm-up: one build per tool so that the base image, the binaries and
+	// the daemon's own caches are loaded before anything is measured.
+	for ti, tl := range tools {
+		if err := tl.build(fmt.Sprintf("warmup-%d-%d", ti, stamp)); err != nil {
+			return fmt.Errorf("%s: %w", tl.name, err)
+		}
+	}
+	// Interleave tools in every round so that drift on the machine (other
+	// builds, page cache) affects all of them alike.
+	for r := range runs {
+		for ti, tl := range tools {
+			nonce := fmt.Sprintf("%s-%d-%d", tl.name, r, stamp)
+			d, err := timed(func() error { return tl.build(nonce) })
+			if err != nil {
+				return fmt.Errorf("%s (cold): %w", tl.name, err)
+			}
+			cold[ti] = append(cold[ti], d)
+			d, err = timed(func() error { return tl.build(nonce) })
+			if err != nil {
+				return fmt.Errorf("%s (warm): %w", tl.name, err)
+			}
+			warm[ti] = append(warm[ti], d)
+		}
+	}
+	fmt.Printf("\nmedian of %d builds each, same buildkitd (%s), push by digest, provenance mode=max\n\n", runs, env.BuildkitAddr)
+	fmt.Printf("%-26s %12s %12s\n", "", "cold", "warm")
+	for ti, tl := range tools {
+		fmt.Printf("%-26s %12s %12s\n", tl.name, median(cold[ti]).Round(time.Millisecond), median(warm[ti]).Round(time.Millisecond))
+	}
+	bc := len(tools) - 1
+	fmt.Println()
+	for ti, tl := range tools[:bc] {
+		fmt.Printf("ratio %-24s cold %.3f×   warm %.3f×   (target ≤ 1.05×)\n", tl.name+" / buildctl",
+			ratio(cold[ti], cold[bc]), ratio(warm[ti], warm[bc]))
+	}
+	return nil
+}
+
+func runQuiet(cmd *exec.Cmd) error {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v\n%s", err, out)
+	}
+	return nil
+}
+
+func timed(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ratio(a, b []time.Duration) float64 {
+	return float64(median(a)) / float64(median(b))
+}
