@@ -1,0 +1,79 @@
+// Package natstest starts a real nats-server process (the binary that
+// hack/testenv installs) for tests that must run against an external
+// JetStream server rather than Gantry's embedded one.
+package natstest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a running nats-server.
+type Server struct {
+	URL     string
+	LogFile string
+	cmd     *exec.Cmd
+}
+
+// Start runs bin with JetStream on a fresh store dir, on a free loopback
+// port, logging to a file, and stops it when the test ends. token, if not
+// empty, is required of clients.
+func Start(t testing.TB, bin, token string) *Server {
+	t.Helper()
+	if bin == "" {
+		t.Fatal("natstest: no nats-server binary (GANTRY_NATS_SERVER); run `hack/testenv up`")
+	}
+	dir := t.TempDir()
+	s := &Server{LogFile: filepath.Join(dir, "nats-server.log")}
+	args := []string{"-js", "-sd", filepath.Join(dir, "store"), "-a", "127.0.0.1", "-p", "-1",
+		"--ports_file_dir", dir, "-l", s.LogFile, "-n", "gantry-test"}
+	if token != "" {
+		args = append(args, "--auth", token)
+	}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("natstest: start %s: %v", bin, err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = s.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-exited
+		}
+	})
+	portsFile := filepath.Join(dir, fmt.Sprintf("%s_%d.ports", filepath.Base(bin), s.cmd.Process.Pid))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if b, err := os.ReadFile(portsFile); err == nil {
+			var p struct {
+				Nats []string `json:"nats"`
+			}
+			if json.Unmarshal(b, &p) == nil && len(p.Nats) > 0 {
+				s.URL = p.Nats[0]
+				return s
+			}
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(s.LogFile)
+			t.Fatalf("natstest: nats-server exited: %v\n%s", waitErr, log)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(s.LogFile)
+			t.Fatalf("natstest: nats-server did not write %s within 15s\n%s", portsFile, log)
+		}
+	}
+}

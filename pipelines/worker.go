@@ -1,0 +1,429 @@
+package pipelines
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// WorkerOptions configure Work.
+type WorkerOptions struct {
+	// Concurrency is how many runs this process executes at once.
+	Concurrency int
+	// Stages run in order for every run.
+	Stages []Stage
+	// RetryDelay is the pause before a run whose stage hit a transient
+	// error is handed out again.
+	RetryDelay time.Duration
+}
+
+// errRunCancelled is the cancel cause when the run was cancelled, as
+// opposed to the worker shutting down.
+var errRunCancelled = errors.New("run cancelled")
+
+// errShutdown is the cancel cause when the worker stops.
+var errShutdown = errors.New("worker shutting down")
+
+// Work executes queued runs until ctx is cancelled. On return, runs it was
+// executing have been handed back to the queue (negative ack) so another
+// worker resumes them; nothing is lost.
+func (q *Queue) Work(ctx context.Context, opts WorkerOptions) error {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = 10 * time.Second
+	}
+	seen := map[string]bool{}
+	for _, s := range opts.Stages {
+		if seen[s.Name()] || s.Name() == "" || !ValidStageName(s.Name()) {
+			return fmt.Errorf("pipelines: stage name %q is empty, invalid or used twice", s.Name())
+		}
+		seen[s.Name()] = true
+	}
+	// Stopping is a cancel with a cause, so that stages and records can
+	// tell "the worker stops" (resume later) from "the run was cancelled".
+	wctx, stop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stop(nil)
+	go func() {
+		select {
+		case <-ctx.Done():
+			stop(errShutdown)
+		case <-wctx.Done():
+		}
+	}()
+	var wg sync.WaitGroup
+	for range opts.Concurrency {
+		wg.Go(func() { q.workLoop(wctx, opts) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// ValidStageName reports whether s can name a stage: lower-case letters,
+// digits and dashes (stage names appear in URLs and store keys).
+func ValidStageName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *Queue) workLoop(ctx context.Context, opts WorkerOptions) {
+	for ctx.Err() == nil {
+		// A bounded pull: the server expires the request, so a worker that
+		// stops does not leave a pull open that would swallow a message.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := q.consumer.Next(jetstream.FetchContext(fctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+				continue
+			}
+			q.log.Warn("worker: fetching a run failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			_ = msg.Nak() // fetched while stopping: hand it straight back
+			return
+		}
+		q.handle(ctx, msg, opts)
+	}
+}
+
+// handle executes one delivery of a run and settles the message.
+func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOptions) {
+	var m queueMsg
+	if err := json.Unmarshal(msg.Data(), &m); err != nil || !ValidRunID(m.RunID) {
+		q.log.Error("worker: dropping a malformed queue message", "err", err)
+		_ = msg.TermWithReason("malformed")
+		return
+	}
+	log := q.log.With("run", m.RunID)
+	md, err := msg.Metadata()
+	if err != nil {
+		log.Error("worker: message without metadata", "err", err)
+		_ = msg.Nak()
+		return
+	}
+	attempt := int(md.NumDelivered)
+	if attempt > q.opts.MaxDeliver {
+		// Earlier deliveries never settled (the worker died each time):
+		// stop here rather than crash-loop.
+		q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up: delivered %d times without finishing (queue.maxDeliver %d)", attempt-1, q.opts.MaxDeliver))
+		return
+	}
+	now := time.Now().UTC()
+	run, err := q.update(ctx, m.RunID, func(r *Run) error {
+		if r.State.Final() {
+			return errNoChange
+		}
+		r.State = StateRunning
+		r.Message = ""
+		r.Attempts = attempt
+		if r.StartedAt == nil {
+			r.StartedAt = &now
+		}
+		for _, s := range opts.Stages {
+			if r.Stage(s.Name()) == nil {
+				r.Stages = append(r.Stages, StageStatus{Name: s.Name(), State: StateQueued})
+			}
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		log.Error("worker: queued run has no record (expired?); dropping it")
+		_ = msg.TermWithReason("no record")
+		return
+	case err != nil:
+		log.Warn("worker: cannot start run; handing it back", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	case run.State.Final():
+		// Cancelled while queued, or finished by an earlier delivery whose
+		// ack was lost: nothing to do.
+		q.ack(ctx, msg, log)
+		return
+	}
+	log.Info("run started", "repo", run.Repo, "ref", run.Ref, "commit", run.Commit, "attempt", attempt)
+	q.metrics.inFlight.Inc()
+	defer q.metrics.inFlight.Dec()
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := q.watchCancel(runCtx, m.RunID, cancel)
+	defer stopWatch()
+	stopBeat := heartbeat(msg, q.opts.AckWait/3)
+	defer stopBeat()
+
+	outcome, stageName, stageErr := q.runStages(runCtx, run, opts.Stages, log)
+	stopBeat()
+	switch outcome {
+	case StatePassed, StateFailed:
+		msgText := ""
+		if outcome == StateFailed {
+			msgText = fmt.Sprintf("stage %s failed: %v", stageName, stageErr)
+		}
+		q.finishRun(ctx, m.RunID, outcome, msgText, log)
+		q.ack(ctx, msg, log)
+	case StateCancelled:
+		if errors.Is(context.Cause(runCtx), errShutdown) {
+			q.requeue(m.RunID, "interrupted: the worker stopped; another worker resumes it", log)
+			_ = msg.Nak()
+			return
+		}
+		q.ack(ctx, msg, log) // the record was made final by whoever cancelled
+	case StateError:
+		reason := fmt.Sprintf("stage %s error: %v", stageName, stageErr)
+		if attempt >= q.opts.MaxDeliver {
+			q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up after %d attempts; last: %s", attempt, reason))
+			return
+		}
+		q.requeue(m.RunID, fmt.Sprintf("%s; retry %d of %d in %s", reason, attempt+1, q.opts.MaxDeliver, opts.RetryDelay), log)
+		_ = msg.NakWithDelay(opts.RetryDelay)
+	}
+}
+
+// runStages runs every stage not yet passed. It returns the run's outcome:
+// passed, failed (a verdict), cancelled, or error (retry), with the stage
+// that decided it.
+func (q *Queue) runStages(ctx context.Context, run *Run, stages []Stage, log *slog.Logger) (State, string, error) {
+	for _, st := range stages {
+		name := st.Name()
+		if s := run.Stage(name); s != nil && s.State == StatePassed {
+			continue // done by an earlier delivery
+		}
+		if ctx.Err() != nil {
+			return StateCancelled, name, context.Cause(ctx)
+		}
+		start := time.Now().UTC()
+		r, err := q.update(ctx, run.ID, func(r *Run) error {
+			if r.State.Final() {
+				return errRunCancelled
+			}
+			s := r.Stage(name)
+			s.State, s.StartedAt, s.FinishedAt, s.Message = StateRunning, &start, nil, ""
+			s.Attempts++
+			return nil
+		})
+		if errors.Is(err, errRunCancelled) {
+			return StateCancelled, name, err
+		}
+		if err != nil {
+			return StateError, name, err
+		}
+		run = r
+		var buf boundedBuffer
+		outputs, err := runStage(ctx, st, *run, &buf)
+		end := time.Now().UTC()
+		state := StatePassed
+		msg := ""
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			state, msg = StateCancelled, context.Cause(ctx).Error()
+		case errors.Is(err, ErrStageFailed):
+			state, msg = StateFailed, err.Error()
+		default:
+			state, msg = StateError, err.Error()
+		}
+		q.metrics.stageDuration.WithLabelValues(name, string(state)).Observe(end.Sub(start).Seconds())
+		logBytes := buf.bytes()
+		// Store the log even when cancelled: it explains what happened.
+		// Use a fresh context: ctx may be cancelled already.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
+		if err := q.saveLog(sctx, run.ID, name, logBytes); err != nil {
+			log.Warn("worker: stage log not stored", "stage", name, "err", err)
+		}
+		recordState := state
+		if state == StateCancelled && errors.Is(context.Cause(ctx), errShutdown) {
+			recordState = StateQueued // resumed by the next delivery
+		}
+		r, uerr := q.update(sctx, run.ID, func(r *Run) error {
+			s := r.Stage(name)
+			s.State, s.FinishedAt, s.Message, s.LogBytes = recordState, &end, msg, len(logBytes)
+			if recordState == StateQueued {
+				s.FinishedAt = nil
+			}
+			if state == StatePassed && len(outputs) > 0 {
+				if r.Outputs == nil {
+					r.Outputs = map[string]string{}
+				}
+				for k, v := range outputs {
+					r.Outputs[k] = v
+				}
+			}
+			return nil
+		})
+		scancel()
+		if uerr != nil {
+			return StateError, name, fmt.Errorf("recording the stage result: %w", uerr)
+		}
+		run = r
+		log.Info("stage finished", "stage", name, "state", state, "duration", end.Sub(start).Round(time.Millisecond))
+		if state != StatePassed {
+			return state, name, err
+		}
+	}
+	return StatePassed, "", nil
+}
+
+// runStage calls st, turning a panic into an error so that one bad stage
+// cannot take the worker (and every other run in it) down.
+func runStage(ctx context.Context, st Stage, run Run, buf *boundedBuffer) (out map[string]string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("stage %s panicked: %v", st.Name(), p)
+		}
+	}()
+	return st.Run(ctx, run, buf)
+}
+
+func (q *Queue) finishRun(ctx context.Context, id string, state State, msg string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
+	defer cancel()
+	var changed bool
+	_, err := q.update(ctx, id, func(r *Run) error {
+		if r.State.Final() {
+			return errNoChange
+		}
+		r.finish(state, msg, time.Now().UTC())
+		changed = true
+		return nil
+	})
+	if err != nil {
+		log.Error("worker: cannot record the end of the run", "err", err)
+		return
+	}
+	if changed {
+		q.metrics.finished.WithLabelValues(string(state)).Inc()
+		log.Info("run finished", "state", state, "message", msg)
+	}
+}
+
+// requeue puts a run back to queued (with a message saying why) before its
+// message is handed back.
+func (q *Queue) requeue(id, msg string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), q.opts.Timeout)
+	defer cancel()
+	_, err := q.update(ctx, id, func(r *Run) error {
+		if r.State.Final() {
+			return errNoChange
+		}
+		r.State, r.Message = StateQueued, msg
+		return nil
+	})
+	if err != nil {
+		log.Warn("worker: cannot record the retry", "err", err)
+	}
+	log.Info("run handed back to the queue", "reason", msg)
+}
+
+// deadLetter ends a run in state error, keeps its final record in the
+// dead-letter stream, and removes it from the queue.
+func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, id, reason string) {
+	log := q.log.With("run", id)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
+	defer cancel()
+	r, err := q.update(ctx, id, func(r *Run) error {
+		if r.State.Final() {
+			return errNoChange
+		}
+		r.finish(StateError, reason, time.Now().UTC())
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		log.Error("worker: cannot dead-letter the run; handing it back", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if r != nil {
+		b, _ := json.Marshal(r)
+		if _, err := q.js.Publish(ctx, subjectDead, b); err != nil {
+			log.Error("worker: dead-letter record not stored", "err", err)
+		}
+		q.metrics.finished.WithLabelValues(string(StateError)).Inc()
+	}
+	log.Error("run dead-lettered", "reason", reason)
+	_ = msg.TermWithReason("dead-lettered")
+}
+
+func (q *Queue) ack(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
+	defer cancel()
+	// A confirmed ack: if it is lost anyway, the redelivery finds the run
+	// final and only acks again.
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("worker: ack not confirmed; the run may be delivered again (harmless: it is final)", "err", err)
+	}
+}
+
+// watchCancel cancels the run's context when its record becomes final
+// (cancelled by the API or by a newer push).
+func (q *Queue) watchCancel(ctx context.Context, id string, cancel context.CancelCauseFunc) (stop func()) {
+	wctx, wcancel := context.WithCancel(ctx)
+	w, err := q.runs.Watch(wctx, id)
+	if err != nil {
+		q.log.Warn("worker: cannot watch the run for cancellation; cancel takes effect between stages only", "run", id, "err", err)
+		return wcancel
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.Updates() {
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var r Run
+			if json.Unmarshal(e.Value(), &r) == nil && r.State.Final() {
+				cancel(errRunCancelled)
+				return
+			}
+		}
+	}()
+	return func() {
+		_ = w.Stop()
+		wcancel()
+		<-done
+	}
+}
+
+// heartbeat tells JetStream the run is still being worked on, so AckWait
+// can stay short (fast redelivery after a crash) while stages run long.
+func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
