@@ -372,3 +372,20 @@ func FuzzLint(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseHadolintJSON(f *testing.F) {
+	f.Add([]byte(hadolintSample))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"code":"DL3006","level":"style","line":-4}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs, err := ParseHadolintJSON(data)
+		if err != nil {
+			return
+		}
+		for _, fd := range fs {
+			if fd.Rule == "" || fd.Line < 0 || fd.Severity < Info || fd.Severity > Error {
+				t.Fatalf("malformed finding %+v from %q", fd, data)
+			}
+		}
+	})
+}
