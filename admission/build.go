@@ -40,7 +40,14 @@ func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
 		return nil, err
 	}
 	opts.Registry = reg
-	opts.Images = images.New(reg, images.Options{MaxEntries: ac.Cache.MaxEntries, TagTTL: ac.Cache.NegativeTTL})
+	ins := images.New(reg, images.Options{MaxEntries: ac.Cache.MaxEntries, TagTTL: ac.Cache.NegativeTTL})
+	opts.Images = ins
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gantry_admission_image_registry_calls_total",
+			Help: "Registry requests made to resolve tags and read image configs (zero on the warm path).",
+		}, func() float64 { return float64(ins.RegistryCalls()) }))
+	}
 	if ac.VerifySignatures && ac.SignerPolicy != "" {
 		p, err := signer.LoadPolicy(ac.SignerPolicy)
 		if err != nil {
@@ -50,8 +57,23 @@ func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("admission.signerPolicy: %w", err)
 		}
-		opts.Verifier = verification.NewCache(verification.FromSigner(v), verification.Options{
+		vc := verification.NewCache(verification.FromSigner(v), verification.Options{
 			PositiveTTL: ac.Cache.PositiveTTL, NegativeTTL: ac.Cache.NegativeTTL, MaxEntries: ac.Cache.MaxEntries})
+		opts.Verifier = vc
+		if o.Registerer != nil {
+			for _, c := range []struct {
+				result string
+				get    func() float64
+			}{
+				{"hit", func() float64 { h, _ := vc.Stats(); return float64(h) }},
+				{"miss", func() float64 { _, m := vc.Stats(); return float64(m) }},
+			} {
+				o.Registerer.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name: "gantry_admission_verify_cache_total", Help: "Signature verification cache lookups, by result.",
+					ConstLabels: prometheus.Labels{"result": c.result},
+				}, c.get))
+			}
+		}
 	}
 	return New(ac, opts)
 }
