@@ -143,16 +143,16 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Diges
 		if err != nil {
 			return nil, err
 		}
-		return ref.Context().Digest(desc.Digest.String()), nil
+		d := ref.Context().Digest(desc.Digest.String())
+		if i.tagTTL > 0 {
+			i.tags.Add(key, d, i.tagTTL)
+		}
+		return d, nil
 	})
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("resolve tag %s: %w", ref, err)
 	}
-	d := v.(name.Digest)
-	if i.tagTTL > 0 {
-		i.tags.Add(key, d, i.tagTTL)
-	}
-	return d, nil
+	return v.(name.Digest), nil
 }
 
 // Users returns the user of every Linux image behind a digest (one for a
@@ -163,14 +163,17 @@ func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
 		return v.([]User), nil
 	}
 	v, err := i.do(ctx, "user:"+key, func(ctx context.Context) (any, error) {
-		return i.fetchUsers(ctx, d)
+		u, err := i.fetchUsers(ctx, d)
+		if err == nil {
+			// Stored inside the flight, so no caller can miss both.
+			i.users.Add(key, u, i.userTTL)
+		}
+		return u, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read image config of %s: %w", d, err)
 	}
-	users := v.([]User)
-	i.users.Add(key, users, i.userTTL)
-	return users, nil
+	return v.([]User), nil
 }
 
 func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, error) {
