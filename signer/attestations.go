@@ -71,7 +71,7 @@ func (s *statement) covers(h v1.Hash) bool {
 // checkAttestations enforces the policy's attestation requirements. It
 // returns a failure reason and message, or a result/error from the fetch.
 func (v *Verifier) checkAttestations(ctx context.Context, res *Result, ref name.Digest, h v1.Hash, now time.Time) (FailureReason, string, *Result, error) {
-	f, err := fetchAttachments(ctx, v.reg, ref, attSuffix)
+	f, err := fetchAttachmentsWith(ctx, v.reg, v.pull, ref, attSuffix)
 	if r, err := v.fetchFailure(ctx, res, f, err, "attestations"); r != nil || err != nil {
 		return "", "", r, err
 	}

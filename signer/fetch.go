@@ -163,6 +163,12 @@ func (e *registryError) Unwrap() error { return e.err }
 // its layers: one manifest request plus one request per layer, whatever the
 // number of keys the caller will check them against.
 func fetchAttachments(ctx context.Context, reg *goci.Client, d name.Digest, suffix string) (*fetched, error) {
+	return fetchAttachmentsWith(ctx, reg, nil, d, suffix)
+}
+
+// fetchAttachmentsWith is fetchAttachments through a shared puller (nil:
+// a fresh one for this call).
+func fetchAttachmentsWith(ctx context.Context, reg *goci.Client, pl *pullers, d name.Digest, suffix string) (*fetched, error) {
 	tag, err := attachmentTag(d, suffix)
 	if err != nil {
 		return nil, err
@@ -170,8 +176,14 @@ func fetchAttachments(ctx context.Context, reg *goci.Client, d name.Digest, suff
 	out := &fetched{tag: tag}
 	ctx, cancel := context.WithTimeout(ctx, reg.Timeout())
 	defer cancel()
-	opts := reg.RemoteOptions(ctx)
-	desc, err := remote.Get(tag, opts...)
+	if pl == nil {
+		pl = newPullers(reg)
+	}
+	p, err := pl.get(d.Context().String())
+	if err != nil {
+		return nil, err
+	}
+	desc, err := p.Get(ctx, tag)
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
@@ -197,7 +209,7 @@ func fetchAttachments(ctx context.Context, reg *goci.Client, d name.Digest, suff
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			payloads[i], errs[i] = fetchBlob(d.Context(), l, opts)
+			payloads[i], errs[i] = fetchBlob(ctx, p, d.Context(), l)
 		}()
 	}
 	wg.Wait()
@@ -216,8 +228,8 @@ func fetchAttachments(ctx context.Context, reg *goci.Client, d name.Digest, suff
 
 // fetchBlob reads one layer, bounded by its declared size, and checks its
 // digest.
-func fetchBlob(repo name.Repository, l layerRef, opts []remote.Option) ([]byte, error) {
-	layer, err := remote.Layer(repo.Digest(l.Digest.String()), opts...)
+func fetchBlob(ctx context.Context, p *remote.Puller, repo name.Repository, l layerRef) ([]byte, error) {
+	layer, err := p.Layer(ctx, repo.Digest(l.Digest.String()))
 	if err != nil {
 		return nil, &registryError{what: "reading layer " + l.Digest.String(), err: err}
 	}

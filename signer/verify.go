@@ -80,6 +80,7 @@ func (r *Result) Cacheable() bool { return r.Reason != RegistryUnreachable }
 type Verifier struct {
 	policy *Policy
 	reg    *goci.Client
+	pull   *pullers
 	now    func() time.Time
 }
 
@@ -100,7 +101,7 @@ func NewVerifier(p *Policy, reg *goci.Client, opts ...VerifierOption) (*Verifier
 	if reg == nil {
 		return nil, errors.New("signer: NewVerifier needs a registry client")
 	}
-	v := &Verifier{policy: p, reg: reg, now: time.Now}
+	v := &Verifier{policy: p, reg: reg, pull: newPullers(reg), now: time.Now}
 	for _, o := range opts {
 		o(v)
 	}
@@ -125,7 +126,7 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 		return nil, fmt.Errorf("signer: %s: %w", ref, err)
 	}
 	res := &Result{Digest: ref.String(), PolicyVersion: v.policy.version, Matched: []string{}}
-	f, err := fetchAttachments(ctx, v.reg, ref, sigSuffix)
+	f, err := fetchAttachmentsWith(ctx, v.reg, v.pull, ref, sigSuffix)
 	if r, err := v.fetchFailure(ctx, res, f, err, "signatures"); r != nil || err != nil {
 		return r, err
 	}

@@ -1,0 +1,219 @@
+// Command verify compares Gantry's signature verification with the upstream
+// cosign CLI on the same signed image in the test registry, cold and warm,
+// and prints the ratios. It needs the test environment (hack/testenv up).
+//
+//	go run ./hack/bench/verify [-n 20] [-gantry bin/gantry]
+//
+// Measured:
+//   - gantry in-process, cold: a new registry client, policy and verifier
+//     per verification (fresh connections), what `gantry verify` does
+//     once it runs; warm: one verifier reused, as admission runs it.
+//   - gantry process (with -gantry BIN): `gantry verify` as a process.
+//   - cosign process: `cosign verify --key … --insecure-ignore-tlog`; cold
+//     is the first run with an empty HOME/TUF cache, warm the later runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+
+	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/oci"
+	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/signer"
+)
+
+func main() {
+	n := flag.Int("n", 20, "warm runs of each kind")
+	gantryBin := flag.String("gantry", "", "a gantry binary to time `gantry verify` as a process too (e.g. bin/gantry)")
+	flag.Parse()
+	if err := run(*n, *gantryBin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+}
+
+func run(n int, gantryBin string) error {
+	path, err := testenv.Find()
+	if err != nil {
+		return err
+	}
+	env, err := testenv.Load(path)
+	if err != nil {
+		return fmt.Errorf("test environment: %w (run hack/testenv up)", err)
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "gantry-bench-verify-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// A signed image, a key pair on disk and a policy.
+	regCfg := config.Registry{Insecure: []string{env.Registry}, Timeout: 10 * time.Second}
+	reg, err := oci.New(regCfg)
+	if err != nil {
+		return err
+	}
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		return err
+	}
+	tag, err := name.NewTag(fmt.Sprintf("%s/bench/verify:%d", env.Registry, time.Now().UnixNano()), name.Insecure)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(tag, img, reg.RemoteOptions(ctx)...); err != nil {
+		return err
+	}
+	h, _ := img.Digest()
+	digest, err := reg.ParseDigest(tag.Context().String() + "@" + h.String())
+	if err != nil {
+		return err
+	}
+	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("bench"), nil })
+	if err != nil {
+		return err
+	}
+	keyPath, pubPath := filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
+	policyPath := filepath.Join(dir, "policy.yaml")
+	for p, b := range map[string][]byte{keyPath: kb.PrivateBytes, pubPath: kb.PublicBytes,
+		policyPath: []byte("identities:\n  - {name: release, key: cosign.pub}\n")} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return err
+		}
+	}
+	sc := config.DefaultSigner()
+	sc.KeySource, sc.KeyFile = "file", keyPath
+	s, err := signer.New(ctx, sc, reg, signer.WithGetenv(func(string) string { return "bench" }))
+	if err != nil {
+		return err
+	}
+	if _, err := s.Sign(ctx, digest); err != nil {
+		return err
+	}
+
+	// gantry, in process.
+	inProcess := func() error {
+		r, err := oci.New(regCfg)
+		if err != nil {
+			return err
+		}
+		pol, err := signer.LoadPolicy(policyPath)
+		if err != nil {
+			return err
+		}
+		v, err := signer.NewVerifier(pol, r)
+		if err != nil {
+			return err
+		}
+		return verified(v.Verify(ctx, digest))
+	}
+	gCold, err := timeOnce(inProcess)
+	if err != nil {
+		return fmt.Errorf("gantry cold: %w", err)
+	}
+	gColdMore, err := timeN(n, inProcess)
+	if err != nil {
+		return err
+	}
+	pol, _ := signer.LoadPolicy(policyPath)
+	v, _ := signer.NewVerifier(pol, reg)
+	gWarm, err := timeN(n, func() error { return verified(v.Verify(ctx, digest)) })
+	if err != nil {
+		return err
+	}
+
+	// cosign CLI, as a process.
+	home := filepath.Join(dir, "home")
+	cosignRun := func() error {
+		cmd := exec.Command(env.Cosign, "verify", "--key", pubPath, "--insecure-ignore-tlog", "--allow-http-registry", digest.String())
+		cmd.Env = []string{"HOME=" + home, "TUF_ROOT=" + filepath.Join(home, "tuf"), "PATH=" + os.Getenv("PATH")}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("cosign verify: %v\n%s", err, out)
+		}
+		return nil
+	}
+	cCold, err := timeOnce(cosignRun)
+	if err != nil {
+		return err
+	}
+	cWarm, err := timeN(n, cosignRun)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("image %s (1 signature, policy with 1 key), %d runs each, median\n", digest, n)
+	fmt.Printf("%-44s %10s\n", "measurement", "time")
+	row := func(name string, d time.Duration) { fmt.Printf("%-44s %10s\n", name, d.Round(time.Microsecond)) }
+	row("gantry in-process, first (cold)", gCold)
+	row("gantry in-process, new client each (cold)", gColdMore)
+	row("gantry in-process, reused verifier (warm)", gWarm)
+	row("cosign verify process, first (cold)", cCold)
+	row("cosign verify process, repeated (warm)", cWarm)
+	var gProc time.Duration
+	if gantryBin != "" {
+		grun := func() error {
+			cmd := exec.Command(gantryBin, "verify", digest.String(), "--policy", policyPath)
+			cmd.Env = []string{"GANTRY_REGISTRY_INSECURE=" + env.Registry, "HOME=" + home, "PATH=" + os.Getenv("PATH")}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("gantry verify: %v\n%s", err, out)
+			}
+			return nil
+		}
+		if gProc, err = timeN(n, grun); err != nil {
+			return err
+		}
+		row("gantry verify process (warm)", gProc)
+	}
+	fmt.Println()
+	ratio := func(name string, a, b time.Duration) { fmt.Printf("%-58s %8.1fx\n", name, float64(a)/float64(b)) }
+	ratio("cold: cosign process first / gantry in-process first", cCold, gCold)
+	ratio("cold: cosign process first / gantry new client", cCold, gColdMore)
+	ratio("warm: cosign process / gantry reused verifier", cWarm, gWarm)
+	if gProc > 0 {
+		ratio("process: cosign verify / gantry verify", cWarm, gProc)
+	}
+	return nil
+}
+
+func verified(res *signer.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if !res.Verified {
+		return fmt.Errorf("not verified: %s", res.Message)
+	}
+	return nil
+}
+
+func timeOnce(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+// timeN returns the median of n runs.
+func timeN(n int, f func() error) (time.Duration, error) {
+	ds := make([]time.Duration, 0, n)
+	for range n {
+		d, err := timeOnce(f)
+		if err != nil {
+			return 0, err
+		}
+		ds = append(ds, d)
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], nil
+}
