@@ -65,10 +65,11 @@ type Signer struct {
 // is configured, no transparency log unless a Rekor URL is set.
 func DefaultSigner() Signer {
 	return Signer{
-		KeySource:   "none",
-		PasswordEnv: "COSIGN_PASSWORD",
-		TlogUpload:  "auto",
-		Timeout:     30 * time.Second,
+		KeySource:    "none",
+		PasswordEnv:  "COSIGN_PASSWORD",
+		OIDCClientID: "sigstore",
+		TlogUpload:   "auto",
+		Timeout:      30 * time.Second,
 	}
 }
 
