@@ -32,6 +32,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
+	"github.com/gantry-dev/gantry/builder/lint"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/oci"
 )
@@ -245,6 +246,12 @@ func (b *Builder) prepare(req Request) (*prepared, error) {
 	for k := range req.BuildArgs {
 		if !buildArgName.MatchString(k) {
 			return nil, fmt.Errorf("build: build arg %q is not a valid ARG name", k)
+		}
+		// Build args are recorded in the image history and in max-mode
+		// provenance: a secret given as one would be published.
+		if why, bad := lint.LooksLikeSecret(k, req.BuildArgs[k]); bad {
+			return nil, fmt.Errorf("build: build arg %s refused: %s, and build args are recorded in the image and its provenance; pass it as a build secret (--secret id=%s,src=FILE, RUN --mount=type=secret,id=%s)",
+				k, why, strings.ToLower(k), strings.ToLower(k))
 		}
 	}
 	for id, path := range req.Secrets {

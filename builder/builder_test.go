@@ -472,6 +472,9 @@ func TestRequestValidation(t *testing.T) {
 		{"digest image", Request{ContextDir: dir, Image: "r.example/a@sha256:" + strings.Repeat("0", 64)}, "not a digest"},
 		{"bad image", Request{ContextDir: dir, Image: "UPPER/Case"}, "image"},
 		{"bad build arg", Request{ContextDir: dir, Image: "r.example/a", BuildArgs: map[string]string{"A B": "x"}}, "ARG name"},
+		{"secret-looking build arg name", Request{ContextDir: dir, Image: "r.example/a", BuildArgs: map[string]string{"NPM_TOKEN": "x"}}, "build secret"},
+		{"secret-looking build arg value", Request{ContextDir: dir, Image: "r.example/a", BuildArgs: map[string]string{"X": "AKIAIOSFODNN7EXAMPLE"}}, "AWS access key"},
+		{"ordinary build arg", Request{ContextDir: dir, Image: "r.example/a", BuildArgs: map[string]string{"VERSION": "1.2.3", "TOKEN_URL": "https://x"}}, ""},
 		{"secret file missing", Request{ContextDir: dir, Image: "r.example/a", Secrets: map[string]string{"t": "/nonexistent"}}, "not readable"},
 		{"bad id", Request{ContextDir: dir, Image: "r.example/a", ID: "a/b"}, "id"},
 	}
@@ -483,6 +486,11 @@ func TestRequestValidation(t *testing.T) {
 				t.Fatalf("valid request refused: %v", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+			for _, v := range tc.req.BuildArgs {
+				if err != nil && len(v) > 3 && strings.Contains(err.Error(), v) {
+					t.Errorf("error echoes a build arg value: %v", err)
+				}
 			}
 		})
 	}

@@ -247,6 +247,19 @@ func secretValueKind(v string) string {
 	return ""
 }
 
+// LooksLikeSecret says whether a variable named name with value value
+// looks like it carries a credential, and why; the value is never quoted.
+// Builds use it to refuse secrets passed as build args.
+func LooksLikeSecret(name, value string) (string, bool) {
+	if secretName(name) {
+		return "its name looks like a secret", true
+	}
+	if k := secretValueKind(value); k != "" {
+		return "its value is shaped like a " + k, true
+	}
+	return "", false
+}
+
 // checkSecret flags a secret-looking name (even without a value: ARG values
 // are recorded in max-mode provenance) and a secret-looking value.
 func checkSecret(kind, name, value string, line int) []Finding {

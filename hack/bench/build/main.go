@@ -134,10 +134,13 @@ func run(runs int, gantryBin string) error {
 			return fmt.Errorf("%s: %w", tl.name, err)
 		}
 	}
-	// Interleave tools in every round so that drift on the machine (other
-	// builds, page cache) affects all of them alike.
+	// Interleave tools in every round, and rotate which goes first, so
+	// that drift on the machine (other builds, page cache) and the order
+	// affect all of them alike.
 	for r := range runs {
-		for ti, tl := range tools {
+		for k := range tools {
+			ti := (k + r) % len(tools)
+			tl := tools[ti]
 			nonce := fmt.Sprintf("%s-%d-%d", tl.name, r, stamp)
 			d, err := timed(func() error { return tl.build(nonce) })
 			if err != nil {
