@@ -498,3 +498,45 @@ func TestRequestValidation(t *testing.T) {
 		t.Error("bad provenance mode accepted")
 	}
 }
+
+func TestRegistryCacheExportAndImport(t *testing.T) {
+	env := testenv.Require(t)
+	cacheRef := fmt.Sprintf("%s/test/builder-cache-%d:buildcache", env.Registry, time.Now().UnixNano())
+	df := fmt.Sprintf("ARG BASE\nFROM ${BASE}\nRUN echo %d > /stamp\nUSER 1000\n", time.Now().UnixNano())
+	dir := writeContext(t, map[string]string{"Dockerfile": df})
+
+	exp := newFixture(t, func(o *Options) { o.CacheExport = cacheRef; o.CacheMode = "max" })
+	if _, err := exp.b.Build(context.Background(), Request{ContextDir: dir, Image: exp.repo(t), Push: true,
+		BuildArgs: map[string]string{"BASE": env.BaseImage}}, Progress{}); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := exp.reg.ParseReference(cacheRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref, exp.reg.RemoteOptions(context.Background())...)
+	if err != nil {
+		t.Fatalf("cache not exported to %s: %v", cacheRef, err)
+	}
+	if !strings.Contains(string(desc.Manifest), "application/vnd.buildkit.cacheconfig.v0") {
+		t.Errorf("%s is not a BuildKit cache manifest:\n%s", cacheRef, desc.Manifest)
+	}
+
+	imp := newFixture(t, func(o *Options) { o.CacheImport = []string{cacheRef} })
+	var plain bytes.Buffer
+	if _, err := imp.b.Build(context.Background(), Request{ContextDir: dir, Image: imp.repo(t), Push: true,
+		BuildArgs: map[string]string{"BASE": env.BaseImage}}, Progress{Plain: &plain}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plain.String(), "importing cache manifest from "+cacheRef) {
+		t.Errorf("cache import not attempted:\n%s", plain.String())
+	}
+}
+
+func TestTLSFilesAreChecked(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "ca.pem")
+	_, err := NewPool([]string{"tcp://127.0.0.1:1"}, TLS{CACert: missing}, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "tcp://127.0.0.1:1") {
+		t.Fatalf("missing CA file: err = %v, want an error naming the daemon", err)
+	}
+}
