@@ -25,7 +25,7 @@ type Scanner struct {
 	// JavaDBRepositories are OCI repositories of Trivy's Java DB, fetched
 	// only when an image contains Java archives. Empty: Java archives are
 	// not analysed.
-	JavaDBRepositories []string `yaml:"javaDBRepositories"`
+	JavaDBRepositories []string `yaml:"javaDbRepositories"`
 	// CacheDir holds the DB and Trivy's layer cache. Empty: the user cache
 	// directory (e.g. ~/.cache/gantry/trivy).
 	CacheDir string `yaml:"cacheDir"`

@@ -168,7 +168,7 @@ func New(cfg config.Scanner, opts Options) (*Scanner, error) {
 			ref, err := s.reg.ParseReference(r)
 			if err != nil {
 				closeCache()
-				return nil, fmt.Errorf("scanner.javaDBRepositories: %q: %w", r, err)
+				return nil, fmt.Errorf("scanner.javaDbRepositories: %q: %w", r, err)
 			}
 			refs = append(refs, ref)
 		}

@@ -1,0 +1,206 @@
+// Command scan compares `gantry scan` with the `trivy image` CLI built from
+// the same Trivy module version, on the same image and the same DB, with a
+// warm cache, and prints the ratios (target: gantry ≤ 1.0× trivy).
+//
+//	go run ./hack/bench/scan [-runs 5] [-gantry bin/gantry] [-trivy PATH]
+//
+// It needs the test environment (hack/testenv up). The test DB and images
+// come from scanner/scantest. Each tool gets its own cache dir, warmed by
+// one untimed run; then each is run -runs times and the median reported.
+//
+// gantry produces the findings, the gate verdict and the CycloneDX SBOM from
+// one analysis (`-o json --sbom FILE`). trivy is timed twice: `--format
+// json` (findings only) and `--format cyclonedx --scanners vuln` (SBOM with
+// findings), each one run.
+//
+// The trivy binary is built once from this module's go.mod (same versions
+// as gantry links) with `go build -modfile` on a copy, so go.mod is left
+// untouched, and cached in ~/.cache/gantry/bin/trivy-<version>/.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/scanner/scantest"
+)
+
+func main() {
+	runs := flag.Int("runs", 5, "timed runs per tool (the median is reported)")
+	gantryBin := flag.String("gantry", "", "gantry binary (default: built from ./cmd/gantry into a temp dir)")
+	trivyBin := flag.String("trivy", "", "trivy binary (default: built from this module's go.mod, cached)")
+	flag.Parse()
+	if err := run(*runs, *gantryBin, *trivyBin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+}
+
+func run(runs int, gantryBin, trivyBin string) error {
+	envFile, err := testenv.Find()
+	if err != nil {
+		return err
+	}
+	env, err := testenv.Load(envFile)
+	if err != nil {
+		return fmt.Errorf("test environment not started (%v): run hack/testenv up", err)
+	}
+	work, err := os.MkdirTemp("", "gantry-bench-scan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if gantryBin == "" {
+		gantryBin = filepath.Join(work, "gantry")
+		fmt.Println("building gantry …")
+		if err := goCmd("build", "-o", gantryBin, "./cmd/gantry"); err != nil {
+			return fmt.Errorf("go build ./cmd/gantry: %w", err)
+		}
+	}
+	if trivyBin == "" {
+		if trivyBin, err = buildTrivy(work); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	fx, err := scantest.Setup(ctx, env.BuildkitAddr, env.Registry, env.BaseImage, time.Now())
+	if err != nil {
+		return err
+	}
+	image := fx.Vulnerable
+	fmt.Printf("image %s\nDB    %s\n", image, fx.DBRepository)
+
+	gantryCache, trivyCache := filepath.Join(work, "gantry-cache"), filepath.Join(work, "trivy-cache")
+	gantryEnv := append(os.Environ(),
+		"GANTRY_REGISTRY_INSECURE="+env.Registry,
+		"GANTRY_SCANNER_DB_REPOSITORIES="+fx.DBRepository,
+		"GANTRY_SCANNER_JAVA_DB_REPOSITORIES=",
+		"GANTRY_SCANNER_CACHE_DIR="+gantryCache)
+	trivyEnv := append(os.Environ(), "TRIVY_NO_PROGRESS=true")
+	trivyArgs := func(format string) []string {
+		return []string{"image", "--cache-dir", trivyCache, "--db-repository", fx.DBRepository,
+			"--skip-java-db-update", "--insecure", "--skip-version-check", "--disable-telemetry",
+			"--image-src", "remote", "--scanners", "vuln", "--format", format, "--quiet",
+			"--output", filepath.Join(work, "trivy-out"), image}
+	}
+	tools := []struct {
+		label string
+		bin   string
+		args  []string
+		env   []string
+		okRC  []int // exit codes that mean "ran": gantry exits 1 on the gate
+	}{
+		{"gantry scan (findings + gate + SBOM)", gantryBin,
+			[]string{"scan", "-o", "json", "--sbom", filepath.Join(work, "sbom.json"), image}, gantryEnv, []int{0, 1}},
+		{"trivy image --format json", trivyBin, trivyArgs("json"), trivyEnv, []int{0}},
+		{"trivy image --format cyclonedx", trivyBin, trivyArgs("cyclonedx"), trivyEnv, []int{0}},
+	}
+	medians := make([]time.Duration, len(tools))
+	for i, tl := range tools {
+		if _, err := timeRun(tl.bin, tl.args, tl.env, tl.okRC); err != nil { // warm the cache and the DB
+			return fmt.Errorf("%s: %w", tl.label, err)
+		}
+		var ds []time.Duration
+		for range runs {
+			d, err := timeRun(tl.bin, tl.args, tl.env, tl.okRC)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tl.label, err)
+			}
+			ds = append(ds, d)
+		}
+		slices.Sort(ds)
+		medians[i] = ds[len(ds)/2]
+		fmt.Printf("%-40s median %8s  (min %s, max %s, %d runs, warm cache)\n", tl.label,
+			medians[i].Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), runs)
+	}
+	fmt.Printf("ratio gantry / trivy json       = %.2f×  (target ≤ 1.0×)\n", ratio(medians[0], medians[1]))
+	fmt.Printf("ratio gantry / trivy cyclonedx  = %.2f×\n", ratio(medians[0], medians[2]))
+	fmt.Printf("ratio gantry / (json + cyclonedx, two trivy runs) = %.2f×\n", ratio(medians[0], medians[1]+medians[2]))
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+func timeRun(bin string, args, env []string, okRC []int) (time.Duration, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stderr strings.Builder
+	cmd.Stdout = nil
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		rc := -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			rc = ee.ExitCode()
+		}
+		if !slices.Contains(okRC, rc) {
+			return 0, fmt.Errorf("%s %s: exit %d: %s", bin, strings.Join(args, " "), rc, tail(stderr.String(), 2000))
+		}
+	}
+	return d, nil
+}
+
+// buildTrivy builds the trivy CLI from the Trivy version in go.mod, with
+// the rest of go.mod's versions, into a cache keyed by that version.
+func buildTrivy(work string) (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/aquasecurity/trivy").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m github.com/aquasecurity/trivy: %w", err)
+	}
+	version := strings.TrimSpace(string(out))
+	home, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(home, "gantry", "bin", "trivy-"+version, "trivy")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	fmt.Printf("building trivy %s from this module's go.mod (once; cached in %s) …\n", version, filepath.Dir(bin))
+	// The trivy command imports packages (Kubernetes scanning, the server)
+	// that gantry does not: a copy of go.mod gets their go.sum entries, so
+	// the real go.mod and go.sum stay as they are.
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("run from the repository root: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(work, "trivy."+strings.TrimPrefix(f, "go.")), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	modfile := "-modfile=" + filepath.Join(work, "trivy.mod")
+	if err := goCmd("get", modfile, "github.com/aquasecurity/trivy/cmd/trivy@"+version); err != nil {
+		return "", err
+	}
+	if err := goCmd("build", modfile, "-trimpath", "-ldflags", "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver="+version,
+		"-o", bin, "github.com/aquasecurity/trivy/cmd/trivy"); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+func goCmd(args ...string) error {
+	cmd := exec.Command("go", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2", "CGO_ENABLED=0")
+	return cmd.Run()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
