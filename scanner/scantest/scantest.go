@@ -220,9 +220,9 @@ func dpkgEntry(pkg, source, version, desc string) string {
 // VulnerableFiles are the files of an image with the planted packages.
 func VulnerableFiles() map[string]string {
 	return map[string]string{
-		"/etc/os-release":       osRelease,
-		"/etc/debian_version":   "12.4\n",
-		"/var/lib/dpkg/status":  dpkgEntry("base-files", "", "12.4+deb12u4", "Debian base system") + dpkgEntry("openssl", "", "3.0.11-1~deb12u2", "TLS toolkit") + dpkgEntry("zlib1g", "zlib", "1:1.2.13.dfsg-1", "compression library"),
+		"/etc/os-release":                             osRelease,
+		"/etc/debian_version":                         "12.4\n",
+		"/var/lib/dpkg/status":                        dpkgEntry("base-files", "", "12.4+deb12u4", "Debian base system") + dpkgEntry("openssl", "", "3.0.11-1~deb12u2", "TLS toolkit") + dpkgEntry("zlib1g", "zlib", "1:1.2.13.dfsg-1", "compression library"),
 		"/usr/lib/node_modules/left-pad/package.json": `{"name": "left-pad", "version": "1.0.0", "license": "WTFPL"}` + "\n",
 	}
 }
