@@ -121,7 +121,7 @@ func TestKeySources(t *testing.T) {
 // createKeySecret stores a cosign key in a Secret in a fresh namespace of
 // the real API server, in the layout `cosign generate-key-pair k8s://`
 // writes.
-func createKeySecret(t *testing.T, r *rig, keyPEM []byte, password string) string {
+func createKeySecret(t *testing.T, r *rig, keyPEM []byte, password string, pubPEM ...[]byte) string {
 	t.Helper()
 	rc, err := clientcmd.BuildConfigFromFlags("", r.env.Kubeconfig)
 	if err != nil {
@@ -142,10 +142,40 @@ func createKeySecret(t *testing.T, r *rig, keyPEM []byte, password string) strin
 		ObjectMeta: metav1.ObjectMeta{Name: "signing-key", Namespace: ns.Name},
 		Data:       map[string][]byte{"cosign.key": keyPEM, "cosign.password": []byte(password)},
 	}
+	if len(pubPEM) > 0 {
+		sec.Data["cosign.pub"] = pubPEM[0]
+	}
 	if _, err := cs.CoreV1().Secrets(ns.Name).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return ns.Name + "/signing-key"
+}
+
+// TestPolicyKeyRefFromSecret: a policy identity can name a Kubernetes
+// Secret's cosign.pub (cosign's k8s:// reference, via $KUBECONFIG).
+func TestPolicyKeyRefFromSecret(t *testing.T) {
+	r := newRig(t)
+	t.Setenv("KUBECONFIG", r.env.Kubeconfig)
+	dir := t.TempDir()
+	keyPEM, pubPEM, keyPath, _ := cosignKeyPair(t, dir, "pw")
+	ref := createKeySecret(t, r, keyPEM, "pw", pubPEM)
+	pol := writePolicy(t, dir, "identities:\n  - {name: cluster, keyRef: 'k8s://"+ref+"'}\n")
+	v, _ := NewVerifier(pol, r.reg)
+	s, err := New(context.Background(), signerConfig(func(c *config.Signer) { c.KeySource, c.KeyFile, c.PasswordEnv = "file", keyPath, "PW" }),
+		r.reg, WithGetenv(func(k string) string { return map[string]string{"PW": "pw"}[k] }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.pushImage(r.uniqueRepo(), "v1")
+	if _, err := s.Sign(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := v.Verify(context.Background(), d); err != nil || !res.Verified {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if _, err := ParsePolicy([]byte("identities:\n  - {name: x, keyRef: 'k8s://default/gantry-no-such-secret'}\n"), dir); err == nil {
+		t.Fatal("a missing Secret loaded as a key")
+	}
 }
 
 // TestSignIsIdempotent: signing a signed digest writes nothing.
