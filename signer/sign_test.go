@@ -401,3 +401,42 @@ func predicateTypesIn(out string) string {
 	}
 	return strings.Join(types, ",")
 }
+
+// TestPredicateHelpers: what the pipeline builds with Provenance and
+// VulnPredicate is what the policy checks read, after a real attest.
+func TestPredicateHelpers(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	k := newTestKey(t, dir, "k")
+	prov, err := Provenance{Repository: "https://github.com/acme/fn", Commit: strings.Repeat("c", 40), Ref: "refs/heads/main",
+		DeliveryID: "d-1", BuilderID: "https://gantry.example/worker", RunID: "run-1",
+		Started: time.Now().Add(-time.Minute), Finished: time.Now(),
+		Materials: map[string]map[string]string{"pkg:oci/base": {"sha256": strings.Repeat("b", 64)}, "pkg:oci/a": {"sha256": strings.Repeat("a", 64)}}}.Predicate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vuln, err := VulnPredicate([]byte(`{"Results":[{"Target":"x","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-0001","PkgName":"openssl","Severity":"CRITICAL"}]}]}`), "0.74.0", time.Now(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.pushImage(r.uniqueRepo(), "v1")
+	mustSign(t, r, k, d)
+	s := r.signer(k)
+	for typ, pred := range map[string][]byte{"slsaprovenance1": prov, "vuln": vuln} {
+		if _, err := s.Attest(context.Background(), d, typ, pred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := writePolicy(t, dir, "identities:\n  - {name: k, key: k.pub}\nattestations:\n  - {type: slsaprovenance1, repo: https://github.com/acme/fn, branch: main}\n  - {type: vuln, denySeverities: [HIGH]}\n")
+	bad := writePolicy(t, dir, "identities:\n  - {name: k, key: k.pub}\nattestations:\n  - {type: vuln, denySeverities: [CRITICAL]}\n")
+	for _, tc := range []struct {
+		pol    *Policy
+		wantOK bool
+	}{{ok, true}, {bad, false}} {
+		v, _ := NewVerifier(tc.pol, r.reg)
+		res, err := v.Verify(context.Background(), d)
+		if err != nil || res.Verified != tc.wantOK {
+			t.Fatalf("%+v %v, want verified=%v", res, err, tc.wantOK)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package signer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// GantryBuildType is the SLSA buildType of Gantry's own builds; its
+// externalParameters.source is what policy repo/branch checks read.
+const GantryBuildType = "https://gantry.dev/build/v1"
+
+// Provenance describes one build, for a SLSA v1 provenance predicate.
+type Provenance struct {
+	Repository string // source repository URL (https://github.com/acme/fn)
+	Commit     string // full commit SHA
+	Ref        string // git ref (refs/heads/main)
+	DeliveryID string // GitHub delivery that triggered the build
+	BuilderID  string // URI naming the builder (e.g. https://gantry.example/worker)
+	RunID      string // Gantry run id (invocation id)
+	Started    time.Time
+	Finished   time.Time
+	// Materials are further inputs (base images, …) as URI → digests
+	// (algorithm → hex), e.g. {"pkg:oci/base@sha256:…": {"sha256": "…"}}.
+	Materials map[string]map[string]string
+}
+
+// Predicate renders the SLSA v1 provenance predicate for `Attest(ctx, d,
+// "slsaprovenance1", p)`.
+func (p Provenance) Predicate() ([]byte, error) {
+	if p.Repository == "" || p.Commit == "" || p.BuilderID == "" {
+		return nil, errors.New("provenance needs repository, commit and builder id")
+	}
+	type dep struct {
+		URI    string            `json:"uri"`
+		Digest map[string]string `json:"digest"`
+	}
+	deps := []dep{{URI: "git+" + p.Repository + "@" + p.Ref, Digest: map[string]string{"gitCommit": p.Commit}}}
+	for uri, d := range p.Materials {
+		deps = append(deps, dep{URI: uri, Digest: d})
+	}
+	// Map order is random: sort materials so the predicate is stable and
+	// re-attesting the same build is a no-op.
+	slices.SortFunc(deps[1:], func(a, b dep) int { return strings.Compare(a.URI, b.URI) })
+	meta := map[string]string{}
+	if p.RunID != "" {
+		meta["invocationId"] = p.RunID
+	}
+	if !p.Started.IsZero() {
+		meta["startedOn"] = p.Started.UTC().Format(time.RFC3339)
+	}
+	if !p.Finished.IsZero() {
+		meta["finishedOn"] = p.Finished.UTC().Format(time.RFC3339)
+	}
+	pred := map[string]any{
+		"buildDefinition": map[string]any{
+			"buildType": GantryBuildType,
+			"externalParameters": map[string]any{
+				"source": map[string]string{"repository": p.Repository, "ref": p.Ref, "commit": p.Commit},
+			},
+			"internalParameters":   map[string]string{"deliveryId": p.DeliveryID},
+			"resolvedDependencies": deps,
+		},
+		"runDetails": map[string]any{
+			"builder":  map[string]string{"id": p.BuilderID},
+			"metadata": meta,
+		},
+	}
+	return json.Marshal(pred)
+}
+
+// VulnPredicate wraps a Trivy JSON report in cosign's vuln/v1 predicate for
+// `Attest(ctx, d, "vuln", p)`; a policy's denySeverities reads it.
+func VulnPredicate(trivyReport []byte, trivyVersion string, started, finished time.Time) ([]byte, error) {
+	if !json.Valid(trivyReport) {
+		return nil, fmt.Errorf("vuln predicate: the scan report is not JSON")
+	}
+	return json.Marshal(map[string]any{
+		"invocation": map[string]any{"uri": "", "event_id": "", "builder.id": ""},
+		"scanner": map[string]any{
+			"uri":     "pkg:github/aquasecurity/trivy@" + trivyVersion,
+			"version": trivyVersion,
+			"result":  json.RawMessage(trivyReport),
+		},
+		"metadata": map[string]string{
+			"scanStartedOn":  started.UTC().Format(time.RFC3339),
+			"scanFinishedOn": finished.UTC().Format(time.RFC3339),
+		},
+	})
+}
