@@ -453,10 +453,14 @@ func convert(tr types.Report, ref name.Digest) *report.Report {
 			if v.PkgPath != "" {
 				target = v.PkgPath
 			}
+			// Trivy's FillInfo stores the severity it selected (vendor
+			// first, then NVD) in this field; its own reports read it too.
+			//lint:ignore SA1019 the selected severity, not the DB's legacy field
+			severity := v.Severity
 			f := report.Finding{
 				ID: v.VulnerabilityID, Package: v.PkgName, PackageType: string(res.Type),
 				InstalledVersion: v.InstalledVersion, FixedVersion: v.FixedVersion,
-				Severity: cmp.Or(v.Severity, "UNKNOWN"), Title: v.Title, URL: v.PrimaryURL,
+				Severity: cmp.Or(severity, "UNKNOWN"), Title: v.Title, URL: v.PrimaryURL,
 				Target: target, Class: string(res.Class),
 			}
 			if v.Status != dbTypes.StatusUnknown {
