@@ -276,8 +276,23 @@ func TestBuildFailingCopyNamesStep(t *testing.T) {
 	if !errors.As(err, &se) {
 		t.Fatalf("want *StepError, got %v", err)
 	}
-	if se.ExitCode != -1 || se.Line != 3 || !strings.Contains(err.Error(), "missing.txt") {
+	if se.ExitCode != -1 || se.Line != 3 || !strings.Contains(err.Error(), "missing.txt") || !IsBuildFailure(err) {
 		t.Errorf("step error %+v: %v", se, err)
+	}
+}
+
+func TestBuildRefusedDockerfileIsABuildFailure(t *testing.T) {
+	f := newFixture(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN --bogus true\n"})
+	_, err := f.b.Build(context.Background(), Request{ContextDir: dir, Image: f.repo(t), Push: true,
+		BuildArgs: map[string]string{"BASE": f.env.BaseImage}}, Progress{})
+	var se *StepError
+	if !errors.As(err, &se) || !IsBuildFailure(err) {
+		t.Fatalf("want *StepError, got %T %v", err, err)
+	}
+	if se.Step != "" || se.Line != 3 || !strings.HasPrefix(err.Error(), "Dockerfile ("+filepath.Join(dir, "Dockerfile")+":3) failed") ||
+		!strings.Contains(err.Error(), "--bogus") {
+		t.Errorf("error %+v: %v", se, err)
 	}
 }
 
@@ -296,7 +311,7 @@ func TestBuildCancelStopsTheSolve(t *testing.T) {
 			}
 		}
 	}})
-	if !errors.Is(err, context.Canceled) {
+	if !errors.Is(err, context.Canceled) || IsBuildFailure(err) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
 	// The daemon must have stopped the build too: its history record for
@@ -418,7 +433,7 @@ func TestPoolSkipsUnreachableDaemons(t *testing.T) {
 		dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\n"})
 		_, err := f.b.Build(context.Background(), Request{ContextDir: dir, Image: f.repo(t), Push: true}, Progress{})
 		var ue *UnreachableError
-		if !errors.As(err, &ue) || len(ue.Tried) != 2 {
+		if !errors.As(err, &ue) || len(ue.Tried) != 2 || IsBuildFailure(err) {
 			t.Fatalf("want UnreachableError for both, got %v", err)
 		}
 		for _, a := range bad {

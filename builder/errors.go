@@ -10,10 +10,13 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// StepError is a build step that failed: the user's error, told in the
-// user's terms.
+// StepError is a build that failed because of what it builds (a step that
+// failed, a Dockerfile BuildKit refused): the user's error, told in the
+// user's terms. The pipeline treats it as a verdict, not a malfunction to
+// retry.
 type StepError struct {
-	// Step is BuildKit's name of the step, e.g. `[build 2/4] RUN make`.
+	// Step is BuildKit's name of the step, e.g. `[build 2/4] RUN make`;
+	// empty when the Dockerfile itself was refused before any step ran.
 	Step string
 	// File and Line locate the instruction in the Dockerfile (Line 0 when
 	// BuildKit gave no location).
@@ -32,9 +35,10 @@ type StepError struct {
 
 func (e *StepError) Error() string {
 	var b strings.Builder
-	b.WriteString("build step ")
 	if e.Step != "" {
-		fmt.Fprintf(&b, "%q ", e.Step)
+		fmt.Fprintf(&b, "build step %q ", e.Step)
+	} else {
+		b.WriteString("Dockerfile ")
 	}
 	if e.Line > 0 {
 		fmt.Fprintf(&b, "(%s:%d) ", e.File, e.Line)
@@ -65,18 +69,25 @@ func rootMessage(err error) string {
 	return msg
 }
 
+// IsBuildFailure says whether err is the build's own failure (a failing
+// step or a refused Dockerfile), as opposed to a malfunction (no daemon,
+// registry down, cancelled) that may succeed when retried.
+func IsBuildFailure(err error) bool {
+	var se *StepError
+	return errors.As(err, &se)
+}
+
 // stepError extracts the failing vertex, exit code and Dockerfile location
-// from a solve error; nil when the error is not about a step.
+// from a solve error; nil when the error is about neither a step nor a
+// Dockerfile location.
 func stepError(err error, t *tracker, file string) *StepError {
+	se := &StepError{File: file, ExitCode: -1, Err: err}
 	var ve *errdefs.VertexError
-	if !errors.As(err, &ve) {
-		return nil
+	if errors.As(err, &ve) {
+		if d, perr := digest.Parse(ve.Digest); perr == nil {
+			se.Step, se.Output = t.name(d), t.tail(d)
+		}
 	}
-	d, perr := digest.Parse(ve.Digest)
-	if perr != nil {
-		return nil
-	}
-	se := &StepError{Step: t.name(d), File: file, ExitCode: -1, Err: err, Output: t.tail(d)}
 	var ee *gatewaypb.ExitError
 	if errors.As(err, &ee) {
 		se.ExitCode = int(ee.ExitCode)
@@ -86,6 +97,9 @@ func stepError(err error, t *tracker, file string) *StepError {
 			se.Line = int(src.Ranges[0].Start.Line)
 			break
 		}
+	}
+	if ve == nil && se.Line == 0 {
+		return nil
 	}
 	return se
 }

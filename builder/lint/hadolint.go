@@ -25,19 +25,25 @@ type hadolint struct {
 	off     bool
 }
 
-func newHadolint(configured string) *hadolint {
+// newHadolint finds the binary. Looked up on PATH by default, its absence
+// is only noted; a binary the user named explicitly must exist (fail closed:
+// a configured check that silently does not run is worse than an error).
+func newHadolint(configured string) (*hadolint, error) {
 	if strings.EqualFold(configured, "off") {
-		return &hadolint{off: true}
+		return &hadolint{off: true}, nil
 	}
-	name := configured
-	if name == "" {
-		name = "hadolint"
+	if configured == "" {
+		p, err := exec.LookPath("hadolint")
+		if err != nil {
+			return &hadolint{missing: "hadolint"}, nil
+		}
+		return &hadolint{path: p}, nil
 	}
-	p, err := exec.LookPath(name)
+	p, err := exec.LookPath(configured)
 	if err != nil {
-		return &hadolint{missing: name}
+		return nil, fmt.Errorf("hadolint %q (lint.hadolint) cannot be run: %v; fix the path, or set it to \"\" (use PATH) or \"off\"", configured, err)
 	}
-	return &hadolint{path: p}
+	return &hadolint{path: p}, nil
 }
 
 // note is the one remark about hadolint for the whole run.
@@ -45,7 +51,7 @@ func (h *hadolint) note() string {
 	if h.missing == "" {
 		return ""
 	}
-	return fmt.Sprintf("hadolint: %q not found, its rules were skipped (install hadolint or set lint.hadolint to its path; \"off\" silences this)", h.missing)
+	return `hadolint: not found on PATH, its rules were skipped (install hadolint or set lint.hadolint to its path; "off" silences this)`
 }
 
 func (h *hadolint) run(ctx context.Context, f File) ([]Finding, error) {

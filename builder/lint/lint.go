@@ -201,7 +201,10 @@ func Lint(ctx context.Context, files []File, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{}
-	hl := newHadolint(opts.Hadolint)
+	hl, err := newHadolint(opts.Hadolint)
+	if err != nil {
+		return nil, err
+	}
 	if note := hl.note(); note != "" {
 		rep.Notes = append(rep.Notes, note)
 	}

@@ -210,6 +210,10 @@ func TestHadolintExec(t *testing.T) {
 	good := script("hadolint-good", `[ "$*" = "--no-color --format json -" ] || { echo "bad args: $*" >&2; exit 2; }
 grep -q '^FROM' || { echo "no Dockerfile on stdin" >&2; exit 2; }
 cat `+fixture+`; exit 1`)
+	if _, err := Lint(context.Background(), []File{{Path: "D", Data: []byte("FROM " + pinned + "\nUSER 1\n")}},
+		Options{Hadolint: filepath.Join(dir, "no-such-hadolint")}); err == nil || !strings.Contains(err.Error(), "no-such-hadolint") {
+		t.Errorf("configured hadolint that does not exist: err = %v, want an error naming it", err)
+	}
 	crash := script("hadolint-crash", `echo "hadolint: internal error" >&2; exit 3`)
 	garbage := script("hadolint-garbage", `echo 'not json'`)
 	src := "FROM " + pinned + "\nUSER 1000\n"

@@ -194,6 +194,7 @@ var (
 	secretPairs = map[[2]string]bool{
 		{"api", "key"}: true, {"private", "key"}: true, {"access", "key"}: true,
 		{"secret", "key"}: true, {"client", "secret"}: true, {"signing", "key"}: true,
+		{"encryption", "key"}: true, {"ssh", "key"}: true, {"master", "key"}: true,
 	}
 	referenceSuffixes = []string{"file", "path", "dir", "url", "uri", "name", "id", "env", "type", "mode"}
 )

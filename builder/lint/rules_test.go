@@ -88,6 +88,7 @@ func TestGantryRules(t *testing.T) {
 		// gantry-secret-env
 		{name: "secret/env name", src: df("ENV DB_PASSWORD=hunter2"), want: []string{"gantry-secret-env"}, line: 2},
 		{name: "secret/arg name without value", src: df("ARG GITHUB_TOKEN"), want: []string{"gantry-secret-env"}, line: 2},
+		{name: "secret/ssh key pair", src: df("ARG SSH_KEY"), want: []string{"gantry-secret-env"}, line: 2},
 		{name: "secret/api key pair", src: df("ENV STRIPE_API_KEY=x"), want: []string{"gantry-secret-env"}, line: 2},
 		{name: "secret/global arg", src: "ARG NPM_TOKEN\nFROM " + pinned + "\nUSER 1000\n", want: []string{"gantry-secret-env"}, line: 1},
 		{name: "secret/aws key value", src: df("ENV SETTING=AKIAIOSFODNN7EXAMPLE"), want: []string{"gantry-secret-env"}, line: 2},
