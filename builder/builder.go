@@ -130,6 +130,11 @@ func (b *Builder) Close() error { return b.pool.Close() }
 
 // Request is one build.
 type Request struct {
+	// Root, when set, confines ContextDir and Dockerfile: both must lie
+	// inside it once symlinks are resolved. The pipeline sets it to the
+	// checkout, since the paths come from the pushed repository's own
+	// configuration and must not reach the worker's other files.
+	Root string
 	// ContextDir is the build context directory.
 	ContextDir string
 	// Dockerfile is the Dockerfile path, relative to ContextDir unless
@@ -225,6 +230,13 @@ func (b *Builder) prepare(req Request) (*prepared, error) {
 	if fi, err := os.Stat(df); err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("build: Dockerfile %s not found (give --file relative to the context, or an absolute path)", df)
 	}
+	if req.Root != "" {
+		for _, path := range []string{ctxDir, df} {
+			if err := within(req.Root, path); err != nil {
+				return nil, err
+			}
+		}
+	}
 	p := &prepared{contextDir: ctxDir, dockerDir: filepath.Dir(df), dockerName: filepath.Base(df)}
 	if req.Image == "" {
 		return nil, errors.New("build: no image repository to push to")
@@ -264,6 +276,23 @@ func (b *Builder) prepare(req Request) (*prepared, error) {
 		}
 	}
 	return p, nil
+}
+
+// within fails unless path, symlinks resolved, lies inside root.
+func within(root, path string) error {
+	r, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("build: root %s: %w", root, err)
+	}
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("build: %s: %w", path, err)
+	}
+	rel, err := filepath.Rel(r, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return fmt.Errorf("build: %s is outside %s: the context and the Dockerfile must be inside the source tree", path, root)
+	}
+	return nil
 }
 
 // solveOpt builds BuildKit's request from a validated one.

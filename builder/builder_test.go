@@ -473,6 +473,10 @@ func TestRequestValidation(t *testing.T) {
 	defer b.Close()
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\n", "sub/Other": "FROM scratch\n"})
 	secret := filepath.Join(dir, "Dockerfile")
+	outside := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\n"})
+	if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		req  Request
@@ -492,6 +496,11 @@ func TestRequestValidation(t *testing.T) {
 		{"ordinary build arg", Request{ContextDir: dir, Image: "r.example/a", BuildArgs: map[string]string{"VERSION": "1.2.3", "TOKEN_URL": "https://x"}}, ""},
 		{"secret file missing", Request{ContextDir: dir, Image: "r.example/a", Secrets: map[string]string{"t": "/nonexistent"}}, "not readable"},
 		{"bad id", Request{ContextDir: dir, Image: "r.example/a", ID: "a/b"}, "id"},
+		{"inside root", Request{Root: dir, ContextDir: filepath.Join(dir, "sub"), Dockerfile: "Other", Image: "r.example/a"}, ""},
+		{"context escapes root", Request{Root: filepath.Join(dir, "sub"), ContextDir: dir, Dockerfile: "sub/Other", Image: "r.example/a"}, "outside"},
+		{"dockerfile escapes root", Request{Root: dir, ContextDir: dir, Dockerfile: filepath.Join(outside, "Dockerfile"), Image: "r.example/a"}, "outside"},
+		{"dotdot escapes root", Request{Root: filepath.Join(dir, "sub"), ContextDir: filepath.Join(dir, "sub", ".."), Image: "r.example/a"}, "outside"},
+		{"symlink escapes root", Request{Root: dir, ContextDir: filepath.Join(dir, "link"), Image: "r.example/a"}, "outside"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
