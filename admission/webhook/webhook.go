@@ -145,29 +145,39 @@ func (h *Handler) validate(w http.ResponseWriter, r *http.Request) {
 // another kind or version still yields a review (with whatever uid could be
 // read) so that it can be denied with a clear message.
 func DecodeReview(body []byte) (*admissionv1.AdmissionReview, int, error) {
+	// One pass on the happy path; the envelope is read on its own only to
+	// tell a malformed v1 review from another kind or version.
+	var full struct {
+		APIVersion string                        `json:"apiVersion"`
+		Kind       string                        `json:"kind"`
+		Request    *admissionv1.AdmissionRequest `json:"request"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &full); err == nil {
+		if full.Request == nil {
+			return nil, http.StatusBadRequest, errors.New("malformed AdmissionReview: no request")
+		}
+		return &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: full.APIVersion, Kind: full.Kind}, Request: full.Request}, http.StatusOK, nil
+	}
 	var env reviewEnvelope
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &env); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("malformed AdmissionReview: %v", err)
 	}
-	review := &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: env.APIVersion, Kind: env.Kind}}
 	if len(bytes.TrimSpace(env.Request)) == 0 || bytes.Equal(bytes.TrimSpace(env.Request), []byte("null")) {
 		return nil, http.StatusBadRequest, errors.New("malformed AdmissionReview: no request")
 	}
-	var req admissionv1.AdmissionRequest
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(env.Request, &req); err != nil {
-		if env.APIVersion != "admission.k8s.io/v1" || env.Kind != "AdmissionReview" {
-			// Other versions may differ in shape; keep the uid if any.
-			var u struct {
-				UID string `json:"uid"`
-			}
-			_ = json.Unmarshal(env.Request, &u)
-			req = admissionv1.AdmissionRequest{UID: typesUID(u.UID)}
-		} else {
-			return nil, http.StatusBadRequest, fmt.Errorf("malformed AdmissionReview request: %v", err)
-		}
+	if env.APIVersion == "admission.k8s.io/v1" && env.Kind == "AdmissionReview" {
+		var req admissionv1.AdmissionRequest
+		err := sigsjson.UnmarshalCaseSensitivePreserveInts(env.Request, &req)
+		return nil, http.StatusBadRequest, fmt.Errorf("malformed AdmissionReview request: %v", err)
 	}
-	review.Request = &req
-	return review, http.StatusOK, nil
+	// Another kind or version, of another shape: keep the uid if any, so
+	// that the denial reaches the caller.
+	var u struct {
+		UID string `json:"uid"`
+	}
+	_ = json.Unmarshal(env.Request, &u)
+	return &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: env.APIVersion, Kind: env.Kind},
+		Request: &admissionv1.AdmissionRequest{UID: typesUID(u.UID)}}, http.StatusOK, nil
 }
 
 // Review answers one decoded review. It returns the response, the object
