@@ -2,11 +2,12 @@
 // the same Trivy module version, on the same image and the same DB, with a
 // warm cache, and prints the ratios (target: gantry ≤ 1.0× trivy).
 //
-//	go run ./hack/bench/scan [-runs 5] [-gantry bin/gantry] [-trivy PATH]
+//	go run ./hack/bench/scan [-runs 15] [-gantry bin/gantry] [-trivy PATH]
 //
 // It needs the test environment (hack/testenv up). The test DB and images
 // come from scanner/scantest. Each tool gets its own cache dir, warmed by
-// one untimed run; then each is run -runs times and the median reported.
+// one untimed run; then the tools run in -runs interleaved rounds and the
+// median of each is reported.
 //
 // gantry produces the findings, the gate verdict and the CycloneDX SBOM from
 // one analysis (`-o json --sbom FILE`). trivy is timed twice: `--format
@@ -34,7 +35,7 @@ import (
 )
 
 func main() {
-	runs := flag.Int("runs", 5, "timed runs per tool (the median is reported)")
+	runs := flag.Int("runs", 15, "timed runs per tool (the median is reported)")
 	gantryBin := flag.String("gantry", "", "gantry binary (default: built from ./cmd/gantry into a temp dir)")
 	trivyBin := flag.String("trivy", "", "trivy binary (default: built from this module's go.mod, cached)")
 	flag.Parse()
@@ -104,19 +105,26 @@ func run(runs int, gantryBin, trivyBin string) error {
 		{"trivy image --format json", trivyBin, trivyArgs("json"), trivyEnv, []int{0}},
 		{"trivy image --format cyclonedx", trivyBin, trivyArgs("cyclonedx"), trivyEnv, []int{0}},
 	}
-	medians := make([]time.Duration, len(tools))
-	for i, tl := range tools {
-		if _, err := timeRun(tl.bin, tl.args, tl.env, tl.okRC); err != nil { // warm the cache and the DB
+	for _, tl := range tools { // warm each cache and DB, untimed
+		if _, err := timeRun(tl.bin, tl.args, tl.env, tl.okRC); err != nil {
 			return fmt.Errorf("%s: %w", tl.label, err)
 		}
-		var ds []time.Duration
-		for range runs {
+	}
+	// Interleaved rounds: on a shared machine the load drifts, and running
+	// the tools alternately exposes each to the same drift.
+	durations := make([][]time.Duration, len(tools))
+	for range runs {
+		for i, tl := range tools {
 			d, err := timeRun(tl.bin, tl.args, tl.env, tl.okRC)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tl.label, err)
 			}
-			ds = append(ds, d)
+			durations[i] = append(durations[i], d)
 		}
+	}
+	medians := make([]time.Duration, len(tools))
+	for i, tl := range tools {
+		ds := durations[i]
 		slices.Sort(ds)
 		medians[i] = ds[len(ds)/2]
 		fmt.Printf("%-40s median %8s  (min %s, max %s, %d runs, warm cache)\n", tl.label,
