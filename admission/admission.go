@@ -392,6 +392,10 @@ func containers(spec *corev1.PodSpec) []container {
 	return out
 }
 
+// maxParallelImages bounds the registry work one review starts at once;
+// past the budget the rest fail fast with "registry timeout".
+const maxParallelImages = 8
+
 // imageRules checks signatures and the non-root rule for every container.
 // Each distinct image is resolved and checked once, all in parallel, inside
 // the caller's budget.
@@ -438,6 +442,7 @@ func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, n
 		}
 	}
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallelImages)
 	for img, st := range states {
 		checkSig := sigs && !st.exempt[RuleSignature]
 		if !checkSig && !needUser[img] {
@@ -446,6 +451,11 @@ func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, n
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+			}
 			e.inspectImage(ctx, img, checkSig, needUser[img], &st.digest, &st.sig, &st.users, &st.userErr)
 		}()
 	}
