@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -453,5 +454,41 @@ func TestParseUser(t *testing.T) {
 		if u.Root != c.root || u.Numeric != c.numeric {
 			t.Errorf("ParseUser(%q) = root %v numeric %v, want %v %v", c.in, u.Root, u.Numeric, c.root, c.numeric)
 		}
+	}
+}
+
+// A registry that accepts connections and never answers: the review ends at
+// the budget with "registry timeout" (never hangs, never allows).
+func TestStalledRegistryTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	host := ln.Addr().String()
+	reg, err := oci.New(config.Registry{Insecure: []string{host}, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.DefaultAdmission()
+	cfg.Budget = 300 * time.Millisecond
+	e, err := New(cfg, Options{Registry: reg, Images: images.New(reg, images.Options{}),
+		Verifier: &fakeVerifier{results: map[string]verification.Result{}, errs: map[string]error{}, delay: map[string]time.Duration{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := host + "/fn/app@sha256:" + strings.Repeat("c", 64)
+	d := e.Evaluate(context.Background(), Request{Operation: "CREATE", Namespace: "fn", Workload: decode(t, "Pod", podJSON("p", "", "", ctr("a", img, "")))})
+	if d.Allowed || !strings.Contains(d.Message(), "nonRoot") || !strings.Contains(d.Message(), "could not verify: registry timeout") {
+		t.Fatalf("allowed=%v:\n%s", d.Allowed, d.Message())
 	}
 }
