@@ -331,6 +331,9 @@ func (s *Scanner) Scan(ctx context.Context, ref string) (*Result, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("scan of %s: %w (scanner.timeout is %s)", digestRef, ctx.Err(), s.cfg.Timeout)
 		}
+		if s.mode == ModeServer {
+			return nil, fmt.Errorf("scan of %s with the Trivy server %s (scanner.server): %w", digestRef, s.cfg.Server, err)
+		}
 		return nil, fmt.Errorf("scan of %s: %w", digestRef, err)
 	}
 	// Trivy's own post-processing (duplicate removal, ordering), with no
