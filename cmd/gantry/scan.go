@@ -76,7 +76,9 @@ func runScan(ctx context.Context, a *app, image, format, sbomPath string, mdLimi
 	if a.cfg.Log.Level == "debug" {
 		level = slog.LevelDebug
 	}
+	prev := slog.Default()
 	slog.SetDefault(slog.New(scanLogHandler{newLogger(a.stderr, a.cfg.Log).Handler(), level}).With("component", "trivy"))
+	defer slog.SetDefault(prev)
 
 	s, err := scanner.New(cfg, scanner.Options{Registry: reg, Log: a.log})
 	if err != nil {
