@@ -27,7 +27,9 @@ func TestAdmissionValidate(t *testing.T) {
 		{"exemption of every image", func(a *Admission) { a.Exemptions = []AdmissionExemption{{Image: "*", Reason: "r"}} }, "every image"},
 		{"bad image pattern", func(a *Admission) { a.Exemptions = []AdmissionExemption{{Image: "[", Reason: "r"}} }, "not a valid pattern"},
 		{"bad service account", func(a *Admission) { a.Exemptions = []AdmissionExemption{{ServiceAccount: "x", Reason: "r"}} }, "namespace/name"},
-		{"unknown rule", func(a *Admission) { a.Exemptions = []AdmissionExemption{{User: "u", Rules: []string{"all"}, Reason: "r"}} }, "not a rule"},
+		{"unknown rule", func(a *Admission) {
+			a.Exemptions = []AdmissionExemption{{User: "u", Rules: []string{"all"}, Reason: "r"}}
+		}, "not a rule"},
 		{"break-glass without annotation", func(a *Admission) { a.BreakGlass.Groups = []string{"g"}; a.BreakGlass.Annotation = "" }, "annotation is required"},
 	} {
 		a := DefaultAdmission()
