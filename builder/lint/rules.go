@@ -90,6 +90,12 @@ func gantryRules(df *dockerfile, opts Options) []Finding {
 				}
 			case *instructions.RunCommand:
 				out = append(out, checkRun(c, line)...)
+			case *instructions.OnbuildCommand:
+				// The trigger runs in every image built FROM this one.
+				if pipesToShell(c.Expression) {
+					out = append(out, newFinding(RuleCurlPipeShell, line,
+						"ONBUILD pipes a download into an interpreter, in every image built from this one: download, verify, then run"))
+				}
 			}
 		}
 	}

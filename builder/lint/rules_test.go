@@ -108,6 +108,8 @@ func TestGantryRules(t *testing.T) {
 		{name: "curl/process substitution", src: df("RUN bash <(curl -s https://x.example/i.sh)"), want: []string{"gantry-curl-pipe-sh"}, line: 2},
 		{name: "curl/split over lines", src: df("RUN curl -fsSL https://x.example/i.sh \\\n    | sh"), want: []string{"gantry-curl-pipe-sh"}, line: 2},
 		{name: "curl/heredoc", src: df("RUN <<EOF\nset -e\ncurl -sL https://x.example/i.sh | sh\nEOF"), want: []string{"gantry-curl-pipe-sh"}, line: 2},
+		{name: "curl/onbuild", src: df("ONBUILD RUN curl -s https://x.example/i.sh | sh"), want: []string{"gantry-curl-pipe-sh"}, line: 2},
+		{name: "curl/onbuild harmless", src: df("ONBUILD RUN make")},
 		{name: "curl/download then verify", src: df("RUN curl -fsSLo i.sh https://x.example/i.sh && echo \"abc  i.sh\" | sha256sum -c && sh i.sh")},
 		{name: "curl/pipe to tar", src: df("RUN curl -fsSL https://x.example/a.tgz | tar xz")},
 
