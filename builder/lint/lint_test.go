@@ -393,3 +393,17 @@ func FuzzParseHadolintJSON(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkLint lints a typical multi-stage function Dockerfile with the
+// in-process sources (hadolint off): the cost the pipeline's lint stage adds.
+func BenchmarkLint(b *testing.B) {
+	src := []byte("# syntax=docker/dockerfile:1\nARG BASE=" + pinned + "\nFROM ${BASE} AS build\nWORKDIR /src\nCOPY . .\n" +
+		"RUN --mount=type=cache,target=/root/.cache make build\nFROM ${BASE}\nCOPY --from=build /src/out /app\n" +
+		"ENV PORT=8080\nEXPOSE 8080\nUSER 1000:1000\nCMD [\"/app/server\"]\n")
+	files := []File{{Path: "Dockerfile", Data: src}}
+	for b.Loop() {
+		if _, err := Lint(context.Background(), files, Options{Hadolint: "off"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
