@@ -29,6 +29,7 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
@@ -205,6 +206,7 @@ var (
 // prepared is a validated request.
 type prepared struct {
 	contextDir, dockerDir, dockerName string
+	dockerfileShown                   string // how errors name the Dockerfile
 	image                             name.Reference
 	tagged                            bool
 }
@@ -237,7 +239,14 @@ func (b *Builder) prepare(req Request) (*prepared, error) {
 			}
 		}
 	}
-	p := &prepared{contextDir: ctxDir, dockerDir: filepath.Dir(df), dockerName: filepath.Base(df)}
+	p := &prepared{contextDir: ctxDir, dockerDir: filepath.Dir(df), dockerName: filepath.Base(df), dockerfileShown: df}
+	if req.Root != "" {
+		// Errors name the Dockerfile as the repository knows it, not by
+		// the worker's checkout path.
+		if rel, err := filepath.Rel(req.Root, df); err == nil {
+			p.dockerfileShown = filepath.ToSlash(rel)
+		}
+	}
 	if req.Image == "" {
 		return nil, errors.New("build: no image repository to push to")
 	}
@@ -425,8 +434,8 @@ func (b *Builder) Build(ctx context.Context, req Request, progress Progress) (*R
 		res.Warnings = append(res.Warnings, string(w.Short))
 	}
 	res.Digest = resp.ExporterResponse[exptypes.ExporterImageDigestKey]
-	if res.Digest == "" {
-		return nil, fmt.Errorf("build on %s finished but BuildKit returned no image digest", d.addr)
+	if _, err := digest.Parse(res.Digest); err != nil {
+		return nil, fmt.Errorf("build on %s finished but BuildKit returned no valid image digest (%q)", d.addr, res.Digest)
 	}
 	if dt, err := base64.StdEncoding.DecodeString(resp.ExporterResponse[exptypes.ExporterImageDescriptorKey]); err == nil {
 		var desc ocispecs.Descriptor
@@ -454,7 +463,7 @@ func (b *Builder) solveError(ctx context.Context, addr string, p *prepared, t *t
 		}
 		return fmt.Errorf("build on %s stopped: %w", addr, ctx.Err())
 	}
-	if se := stepError(err, t, filepath.Join(p.dockerDir, p.dockerName)); se != nil {
+	if se := stepError(err, t, p.dockerfileShown); se != nil {
 		se.Daemon = addr
 		return se
 	}

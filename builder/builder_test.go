@@ -271,14 +271,16 @@ func TestBuildFailingRunNamesStepExitCodeAndOutput(t *testing.T) {
 
 func TestBuildFailingCopyNamesStep(t *testing.T) {
 	f := newFixture(t)
-	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY missing.txt /x\nUSER 1000\n"})
-	_, err := f.b.Build(context.Background(), Request{ContextDir: dir, Image: f.repo(t), Push: true,
+	dir := writeContext(t, map[string]string{"fn/Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY missing.txt /x\nUSER 1000\n"})
+	_, err := f.b.Build(context.Background(), Request{Root: dir, ContextDir: filepath.Join(dir, "fn"), Image: f.repo(t), Push: true,
 		BuildArgs: map[string]string{"BASE": f.env.BaseImage}}, Progress{})
 	var se *StepError
 	if !errors.As(err, &se) {
 		t.Fatalf("want *StepError, got %v", err)
 	}
-	if se.ExitCode != -1 || se.Line != 3 || !strings.Contains(err.Error(), "missing.txt") || !IsBuildFailure(err) {
+	// With a Root, the Dockerfile is named relative to it.
+	if se.ExitCode != -1 || se.Line != 3 || se.File != "fn/Dockerfile" || !strings.Contains(err.Error(), "missing.txt") ||
+		!strings.Contains(err.Error(), "(fn/Dockerfile:3)") || !IsBuildFailure(err) {
 		t.Errorf("step error %+v: %v", se, err)
 	}
 }
