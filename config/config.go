@@ -35,9 +35,13 @@ type Config struct {
 	Scanner   Scanner   `yaml:"scanner"`
 	Deploy    Deploy    `yaml:"deploy"`
 	Notify    Notify    `yaml:"notify"`
-	Signer    Signer    `yaml:"signer"`
 	Builder   Builder   `yaml:"builder"`
 	Lint      Lint      `yaml:"lint"`
+	Signer    Signer    `yaml:"signer"`
+	Server    Server    `yaml:"server"`
+	Webhooks  Webhooks  `yaml:"webhooks"`
+	Queue     Queue     `yaml:"queue"`
+	API       API       `yaml:"api"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -58,9 +62,13 @@ func Default() *Config {
 		Scanner:   DefaultScanner(),
 		Deploy:    DefaultDeploy(),
 		Notify:    DefaultNotify(),
-		Signer:    DefaultSigner(),
 		Builder:   DefaultBuilder(),
 		Lint:      DefaultLint(),
+		Signer:    DefaultSigner(),
+		Server:    DefaultServer(),
+		Webhooks:  DefaultWebhooks(),
+		Queue:     DefaultQueue(),
+		API:       DefaultAPI(),
 	}
 }
 

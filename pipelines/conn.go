@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -54,6 +55,7 @@ type Connection struct {
 type conn struct {
 	nc       *nats.Conn
 	embedded *server.Server
+	lock     *os.File // the data dir lock of the embedded server
 }
 
 func (c *conn) close() {
@@ -70,6 +72,9 @@ func (c *conn) close() {
 	if c.embedded != nil {
 		c.embedded.Shutdown()
 		c.embedded.WaitForShutdown()
+	}
+	if c.lock != nil {
+		c.lock.Close()
 	}
 }
 
@@ -99,11 +104,11 @@ func dial(ctx context.Context, cfg Connection) (*conn, error) {
 	}
 	c := &conn{}
 	if cfg.URL == "" {
-		ns, err := startEmbedded(cfg, token, log)
+		ns, lock, err := startEmbedded(cfg, token, log)
 		if err != nil {
 			return nil, err
 		}
-		c.embedded = ns
+		c.embedded, c.lock = ns, lock
 		opts = append(opts, nats.InProcessServer(ns))
 		if token != "" {
 			opts = append(opts, nats.Token(token))
@@ -155,16 +160,16 @@ func dial(ctx context.Context, cfg Connection) (*conn, error) {
 	}
 }
 
-func startEmbedded(cfg Connection, token string, log *slog.Logger) (*server.Server, error) {
+func startEmbedded(cfg Connection, token string, log *slog.Logger) (_ *server.Server, lock *os.File, err error) {
 	if cfg.DataDir == "" {
-		return nil, errors.New("queue: the embedded NATS server needs a data dir (--data-dir or queue.dataDir)")
+		return nil, nil, errors.New("queue: the embedded NATS server needs a data dir (--data-dir or queue.dataDir)")
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("queue: data dir: %w", err)
+		return nil, nil, fmt.Errorf("queue: data dir: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("queue: data dir: %w", err)
+		return nil, nil, fmt.Errorf("queue: data dir: %w", err)
 	}
 	opts := &server.Options{
 		ServerName: "gantry",
@@ -177,30 +182,43 @@ func startEmbedded(cfg Connection, token string, log *slog.Logger) (*server.Serv
 	if cfg.EmbeddedListen != "" {
 		host, port, err := net.SplitHostPort(cfg.EmbeddedListen)
 		if err != nil {
-			return nil, fmt.Errorf("queue.embeddedListen %q: %w", cfg.EmbeddedListen, err)
+			return nil, nil, fmt.Errorf("queue.embeddedListen %q: %w", cfg.EmbeddedListen, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil {
-			return nil, fmt.Errorf("queue.embeddedListen %q: bad port", cfg.EmbeddedListen)
+			return nil, nil, fmt.Errorf("queue.embeddedListen %q: bad port", cfg.EmbeddedListen)
 		}
 		if token == "" {
-			return nil, errors.New("queue.embeddedListen needs queue.tokenFile: an open NATS port without auth would let anyone queue or read runs")
+			return nil, nil, errors.New("queue.embeddedListen needs queue.tokenFile: an open NATS port without auth would let anyone queue or read runs")
 		}
 		opts.DontListen = false
 		opts.Host, opts.Port = host, p
 		opts.Authorization = token
 	}
+	// Two servers on one store would corrupt it: hold an exclusive lock
+	// for the life of the process (the kernel drops it if we are killed).
+	lock, err = os.OpenFile(filepath.Join(dir, "gantry.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("queue: data dir %s is in use by another gantry process (%v); give each its own --data-dir, or point workers at one NATS with --nats-url", dir, err)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("queue: embedded NATS server: %w", err)
+		lock.Close()
+		return nil, nil, fmt.Errorf("queue: embedded NATS server: %w", err)
 	}
 	ns.SetLoggerV2(natsLogger{log}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(cfg.Timeout) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("queue: embedded NATS server on %s not ready within %s (is another gantry using this data dir?)", dir, cfg.Timeout)
+		ns.WaitForShutdown()
+		lock.Close()
+		return nil, nil, fmt.Errorf("queue: embedded NATS server on %s not ready within %s (is another gantry using this data dir?)", dir, cfg.Timeout)
 	}
-	return ns, nil
+	return ns, lock, nil
 }
 
 // readSecretFile reads a one-line secret; empty path → empty secret.

@@ -578,3 +578,61 @@ func TestCorruptQueueMessageIsDropped(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T) {
+	q := open(t, backends(t)[0], t.TempDir(), nil)
+	release := make(chan struct{})
+	started := make(chan struct{}, 4)
+	var starts, concurrent, maxConcurrent atomic.Int32
+	slow := funcStage{"slow", func(ctx context.Context, _ pipelines.Run, _ io.Writer) (map[string]string, error) {
+		starts.Add(1)
+		n := concurrent.Add(1)
+		defer concurrent.Add(-1)
+		if n > maxConcurrent.Load() {
+			maxConcurrent.Store(n)
+		}
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return nil, nil
+	}}
+	work(t, q, pipelines.WorkerOptions{Concurrency: 3, Stages: []pipelines.Stage{slow}})
+	e := enqueue(t, q, request("acme/lease", "refs/heads/main"))
+	<-started
+	// A second message for the same run (as a crash-recovery redelivery
+	// can produce): it must not run the stage beside the first.
+	if err := q.PublishRaw(context.Background(), []byte(`{"runId":"`+e.RunID+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let a worker pick the duplicate up (not a timing assertion)
+	close(release)
+	if r := waitFor(t, q, e.RunID, "final", final); r.State != pipelines.StatePassed {
+		t.Fatalf("run: %+v", r)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, err := q.Depth(context.Background()); err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("duplicate message never settled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if starts.Load() != 1 || maxConcurrent.Load() != 1 {
+		t.Fatalf("stage started %d times, %d at once", starts.Load(), maxConcurrent.Load())
+	}
+}
+
+func TestDataDirIsExclusive(t *testing.T) {
+	b := backends(t)[0]
+	dir := t.TempDir()
+	open(t, b, dir, nil)
+	_, err := pipelines.Open(context.Background(), b.opts(dir))
+	if err == nil || !strings.Contains(err.Error(), "in use by another gantry") {
+		t.Fatalf("second embedded server on one data dir: %v", err)
+	}
+}

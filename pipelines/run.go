@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -103,6 +104,16 @@ type Run struct {
 	// SupersededBy names the newer run of the same repo and ref that
 	// cancelled this one.
 	SupersededBy string `json:"supersededBy,omitempty"`
+	// Lease is held by the worker executing the run, renewed with its
+	// heartbeats. A second delivery of the run (at-least-once) waits for
+	// the lease to end instead of executing the run concurrently.
+	Lease *Lease `json:"lease,omitempty"`
+}
+
+// Lease marks a run as being executed by one worker until Until.
+type Lease struct {
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
 }
 
 // StageStatus is the record of one stage of a run.
@@ -134,6 +145,7 @@ func (r *Run) finish(state State, msg string, now time.Time) {
 	r.State = state
 	r.Message = msg
 	r.FinishedAt = &now
+	r.Lease = nil
 	for i := range r.Stages {
 		s := &r.Stages[i]
 		if s.State == StateQueued || s.State == StateRunning {
@@ -149,13 +161,34 @@ func (r *Run) finish(state State, msg string, now time.Time) {
 }
 
 // NewRunID returns a new run id: 12 hex digits of milliseconds since the
-// epoch then 8 random hex digits, so ids sort by creation time (the API
-// lists newest first by id) and cannot be guessed.
+// epoch, 4 of a per-process sequence within the millisecond, 4 random. Ids
+// from one process sort by creation (the API lists newest first by id, and
+// a newer push supersedes an older one by id) even within a millisecond.
 func NewRunID(now time.Time) string {
-	var b [4]byte
+	var b [2]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return fmt.Sprintf("%012x%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+	idMu.Lock()
+	ms := now.UnixMilli()
+	if ms <= idLastMs {
+		ms = idLastMs
+		idSeq++
+		if idSeq > 0xffff {
+			ms, idSeq = ms+1, 0
+		}
+	} else {
+		idSeq = 0
+	}
+	idLastMs = ms
+	seq := idSeq
+	idMu.Unlock()
+	return fmt.Sprintf("%012x%04x%s", ms, seq, hex.EncodeToString(b[:]))
 }
+
+var (
+	idMu     sync.Mutex
+	idLastMs int64
+	idSeq    int
+)
 
 // ValidRunID reports whether s has the form NewRunID makes. Ids reach KV
 // keys and object names, so nothing else may.

@@ -123,17 +123,18 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		return
 	}
 	attempt := int(md.NumDelivered)
-	if attempt > q.opts.MaxDeliver {
-		// Earlier deliveries never settled (the worker died each time):
-		// stop here rather than crash-loop.
-		q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up: delivered %d times without finishing (queue.maxDeliver %d)", attempt-1, q.opts.MaxDeliver))
-		return
-	}
 	now := time.Now().UTC()
+	holder := NewRunID(now) // unique per delivery handled
+	var leasedUntil time.Time
 	run, err := q.update(ctx, m.RunID, func(r *Run) error {
 		if r.State.Final() {
 			return errNoChange
 		}
+		if r.Lease != nil && now.Before(r.Lease.Until) {
+			leasedUntil = r.Lease.Until
+			return errLeased
+		}
+		r.Lease = &Lease{Holder: holder, Until: now.Add(q.opts.AckWait)}
 		r.State = StateRunning
 		r.Message = ""
 		r.Attempts = attempt
@@ -148,6 +149,12 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		return nil
 	})
 	switch {
+	case errors.Is(err, errLeased):
+		// Another delivery of this run is being executed (or its worker
+		// died moments ago): come back when the lease ends.
+		log.Info("run is leased by another worker; retrying later", "until", leasedUntil)
+		_ = msg.NakWithDelay(time.Until(leasedUntil) + 100*time.Millisecond)
+		return
 	case errors.Is(err, ErrNotFound):
 		log.Error("worker: queued run has no record (expired?); dropping it")
 		_ = msg.TermWithReason("no record")
@@ -162,6 +169,12 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		q.ack(ctx, msg, log)
 		return
 	}
+	if attempt > q.opts.MaxDeliver {
+		// Earlier deliveries never settled (the worker died each time):
+		// stop here rather than crash-loop.
+		q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up: delivered %d times without finishing (queue.maxDeliver %d)", attempt-1, q.opts.MaxDeliver))
+		return
+	}
 	log.Info("run started", "repo", run.Repo, "ref", run.Ref, "commit", run.Commit, "attempt", attempt)
 	q.metrics.inFlight.Inc()
 	defer q.metrics.inFlight.Dec()
@@ -170,22 +183,27 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 	defer cancel(nil)
 	stopWatch := q.watchCancel(runCtx, m.RunID, cancel)
 	defer stopWatch()
-	stopBeat := heartbeat(msg, q.opts.AckWait/3)
+	stopBeat := q.heartbeat(runCtx, msg, m.RunID, holder, cancel)
 	defer stopBeat()
 
-	outcome, stageName, stageErr := q.runStages(runCtx, run, opts.Stages, log)
+	outcome, stageName, stageErr := q.runStages(runCtx, run, holder, opts.Stages, log)
 	stopBeat()
+	if errors.Is(stageErr, errLeaseLost) || errors.Is(context.Cause(runCtx), errLeaseLost) {
+		log.Warn("worker: lost the run's lease (this worker was too slow to renew it); leaving the run to its new holder")
+		_ = msg.NakWithDelay(q.opts.AckWait)
+		return
+	}
 	switch outcome {
 	case StatePassed, StateFailed:
 		msgText := ""
 		if outcome == StateFailed {
 			msgText = fmt.Sprintf("stage %s failed: %v", stageName, stageErr)
 		}
-		q.finishRun(ctx, m.RunID, outcome, msgText, log)
+		q.finishRun(ctx, m.RunID, holder, outcome, msgText, log)
 		q.ack(ctx, msg, log)
 	case StateCancelled:
 		if errors.Is(context.Cause(runCtx), errShutdown) {
-			q.requeue(m.RunID, "interrupted: the worker stopped; another worker resumes it", log)
+			q.requeue(m.RunID, holder, "interrupted: the worker stopped; another worker resumes it", log)
 			_ = msg.Nak()
 			return
 		}
@@ -196,7 +214,7 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 			q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up after %d attempts; last: %s", attempt, reason))
 			return
 		}
-		q.requeue(m.RunID, fmt.Sprintf("%s; retry %d of %d in %s", reason, attempt+1, q.opts.MaxDeliver, opts.RetryDelay), log)
+		q.requeue(m.RunID, holder, fmt.Sprintf("%s; retry %d of %d in %s", reason, attempt+1, q.opts.MaxDeliver, opts.RetryDelay), log)
 		_ = msg.NakWithDelay(opts.RetryDelay)
 	}
 }
@@ -204,7 +222,7 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 // runStages runs every stage not yet passed. It returns the run's outcome:
 // passed, failed (a verdict), cancelled, or error (retry), with the stage
 // that decided it.
-func (q *Queue) runStages(ctx context.Context, run *Run, stages []Stage, log *slog.Logger) (State, string, error) {
+func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages []Stage, log *slog.Logger) (State, string, error) {
 	for _, st := range stages {
 		name := st.Name()
 		if s := run.Stage(name); s != nil && s.State == StatePassed {
@@ -218,12 +236,15 @@ func (q *Queue) runStages(ctx context.Context, run *Run, stages []Stage, log *sl
 			if r.State.Final() {
 				return errRunCancelled
 			}
+			if !r.heldBy(holder) {
+				return errLeaseLost
+			}
 			s := r.Stage(name)
 			s.State, s.StartedAt, s.FinishedAt, s.Message = StateRunning, &start, nil, ""
 			s.Attempts++
 			return nil
 		})
-		if errors.Is(err, errRunCancelled) {
+		if errors.Is(err, errRunCancelled) || errors.Is(err, errLeaseLost) {
 			return StateCancelled, name, err
 		}
 		if err != nil {
@@ -257,6 +278,9 @@ func (q *Queue) runStages(ctx context.Context, run *Run, stages []Stage, log *sl
 			recordState = StateQueued // resumed by the next delivery
 		}
 		r, uerr := q.update(sctx, run.ID, func(r *Run) error {
+			if !r.heldBy(holder) && !r.State.Final() {
+				return errLeaseLost
+			}
 			s := r.Stage(name)
 			s.State, s.FinishedAt, s.Message, s.LogBytes = recordState, &end, msg, len(logBytes)
 			if recordState == StateQueued {
@@ -273,6 +297,9 @@ func (q *Queue) runStages(ctx context.Context, run *Run, stages []Stage, log *sl
 			return nil
 		})
 		scancel()
+		if errors.Is(uerr, errLeaseLost) {
+			return StateCancelled, name, uerr
+		}
 		if uerr != nil {
 			return StateError, name, fmt.Errorf("recording the stage result: %w", uerr)
 		}
@@ -296,12 +323,12 @@ func runStage(ctx context.Context, st Stage, run Run, buf *boundedBuffer) (out m
 	return st.Run(ctx, run, buf)
 }
 
-func (q *Queue) finishRun(ctx context.Context, id string, state State, msg string, log *slog.Logger) {
+func (q *Queue) finishRun(ctx context.Context, id, holder string, state State, msg string, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
 	defer cancel()
 	var changed bool
 	_, err := q.update(ctx, id, func(r *Run) error {
-		if r.State.Final() {
+		if r.State.Final() || !r.heldBy(holder) {
 			return errNoChange
 		}
 		r.finish(state, msg, time.Now().UTC())
@@ -320,14 +347,14 @@ func (q *Queue) finishRun(ctx context.Context, id string, state State, msg strin
 
 // requeue puts a run back to queued (with a message saying why) before its
 // message is handed back.
-func (q *Queue) requeue(id, msg string, log *slog.Logger) {
+func (q *Queue) requeue(id, holder, msg string, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), q.opts.Timeout)
 	defer cancel()
 	_, err := q.update(ctx, id, func(r *Run) error {
-		if r.State.Final() {
+		if r.State.Final() || !r.heldBy(holder) {
 			return errNoChange
 		}
-		r.State, r.Message = StateQueued, msg
+		r.State, r.Message, r.Lease = StateQueued, msg, nil
 		return nil
 	})
 	if err != nil {
@@ -405,15 +432,17 @@ func (q *Queue) watchCancel(ctx context.Context, id string, cancel context.Cance
 	}
 }
 
-// heartbeat tells JetStream the run is still being worked on, so AckWait
-// can stay short (fast redelivery after a crash) while stages run long.
-func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
-	if every <= 0 {
-		every = time.Second
-	}
+// heartbeat tells JetStream the run is still being worked on (so AckWait
+// can stay short: fast redelivery after a crash, while stages run long)
+// and renews the run's lease. If the lease was taken over, the run's
+// context is cancelled with errLeaseLost.
+func (q *Queue) heartbeat(ctx context.Context, msg jetstream.Msg, id, holder string, cancel context.CancelCauseFunc) (stop func()) {
+	every := q.opts.AckWait / 3
 	done := make(chan struct{})
+	finished := make(chan struct{})
 	var once sync.Once
 	go func() {
+		defer close(finished)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -421,9 +450,32 @@ func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				_ = msg.InProgress()
+			}
+			_ = msg.InProgress()
+			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+			_, err := q.update(uctx, id, func(r *Run) error {
+				if r.State.Final() {
+					return errNoChange
+				}
+				if !r.heldBy(holder) {
+					return errLeaseLost
+				}
+				r.Lease.Until = time.Now().UTC().Add(q.opts.AckWait)
+				return nil
+			})
+			ucancel()
+			if errors.Is(err, errLeaseLost) {
+				cancel(errLeaseLost)
+				return
 			}
 		}
 	}()
-	return func() { once.Do(func() { close(done) }) }
+	return func() { once.Do(func() { close(done); <-finished }) }
 }
+
+var (
+	errLeased    = errors.New("run leased by another worker")
+	errLeaseLost = errors.New("run lease lost")
+)
+
+func (r *Run) heldBy(holder string) bool { return r.Lease != nil && r.Lease.Holder == holder }

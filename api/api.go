@@ -1,0 +1,161 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gantry-dev/gantry/pipelines"
+)
+
+// Store is what the API reads and changes (pipelines.Queue).
+type Store interface {
+	List(ctx context.Context, f pipelines.Filter) (pipelines.Page, error)
+	Get(ctx context.Context, id string) (*pipelines.Run, error)
+	Cancel(ctx context.Context, id, reason string) (*pipelines.Run, error)
+	WriteLogs(ctx context.Context, w io.Writer, run *pipelines.Run, stage string) error
+}
+
+// Options configure the API.
+type Options struct {
+	Store Store
+	Auth  Authenticator
+	// Timeout bounds each request's store calls.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// New returns the handler for /api/v1/..., every route behind Auth.
+func New(opts Options) (http.Handler, error) {
+	if opts.Store == nil || opts.Auth == nil {
+		return nil, errors.New("api: a store and an authenticator are required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 15 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &handler{opts: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/runs", a.list)
+	mux.HandleFunc("GET /api/v1/runs/{id}", a.get)
+	mux.HandleFunc("GET /api/v1/runs/{id}/logs", a.logs)
+	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.cancel)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API route")
+	})
+	return RequireAuth(opts.Auth, mux), nil
+}
+
+type handler struct{ opts Options }
+
+func (a *handler) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := pipelines.Filter{Repo: q.Get("repo"), State: pipelines.State(q.Get("state")), Before: q.Get("before")}
+	if f.State != "" && !f.State.Valid() {
+		writeError(w, http.StatusBadRequest, "state must be one of queued, running, passed, failed, cancelled, error")
+		return
+	}
+	if f.Before != "" && !pipelines.ValidRunID(f.Before) {
+		writeError(w, http.StatusBadRequest, "before must be a run id (the next cursor of the previous page)")
+		return
+	}
+	if len(f.Repo) > 200 {
+		writeError(w, http.StatusBadRequest, "repo too long")
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			writeError(w, http.StatusBadRequest, "limit must be 1..500")
+			return
+		}
+		f.Limit = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
+	defer cancel()
+	page, err := a.opts.Store.List(ctx, f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (a *handler) get(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
+	defer cancel()
+	run, err := a.opts.Store.Get(ctx, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (a *handler) logs(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
+	defer cancel()
+	run, err := a.opts.Store.Get(ctx, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	stage := r.URL.Query().Get("stage")
+	if stage != "" && run.Stage(stage) == nil {
+		writeError(w, http.StatusNotFound, "the run has no stage "+strconv.Quote(stage))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if err := a.opts.Store.WriteLogs(ctx, w, run, stage); err != nil {
+		// Headers are gone already; the log line is what remains.
+		a.opts.Logger.Warn("api: writing logs failed", "run", run.ID, "err", err)
+	}
+}
+
+func (a *handler) cancel(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
+	defer cancel()
+	p, _ := PrincipalFrom(r.Context())
+	run, err := a.opts.Store.Cancel(ctx, r.PathValue("id"), "cancelled via the API by "+p.Name)
+	if errors.Is(err, pipelines.ErrFinal) {
+		writeJSON(w, http.StatusConflict, map[string]any{"error": "the run already finished", "run": run})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.opts.Logger.Info("run cancelled via the API", "run", run.ID, "by", p.Name)
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (a *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, pipelines.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such run")
+		return
+	}
+	a.opts.Logger.Error("api: store error", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusServiceUnavailable, "the run store is not available; retry")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/server"
+	"github.com/gantry-dev/gantry/webhooks"
+)
+
+func init() {
+	register(func(a *app) *cobra.Command {
+		cmd := &cobra.Command{
+			Use:   "serve",
+			Short: "Run the webhook receiver, the runs API and workers in one process",
+			Long: `serve receives GitHub push webhooks (POST /webhooks/github), queues runs durably
+(NATS JetStream, embedded on --data-dir unless --nats-url is set), executes
+them with workers, and serves the runs API (/api/v1/runs), /healthz, /readyz
+and /metrics. SIGTERM drains in-flight requests and hands running runs back
+to the queue.`,
+			Args: cobra.NoArgs,
+		}
+		keys := queueFlags(cmd)
+		fl := cmd.Flags()
+		fl.String("listen", "", "host:port to listen on (server.listen; default 127.0.0.1:8080)")
+		secretFiles := &fileList{}
+		fl.Var(secretFiles, "github-webhook-secret-file", "file holding a GitHub webhook secret; repeat to accept several during rotation (webhooks.githubSecretFiles)")
+		fl.String("api-tokens-file", "", "file of sha256:<hex> bearer token digests for the API (api.tokensFile)")
+		keys["server.listen"] = "listen"
+		keys["webhooks.githubSecretFiles"] = "github-webhook-secret-file"
+		keys["api.tokensFile"] = "api-tokens-file"
+		cmd.PreRunE = withConfigFlags(a, keys)
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return serve(cmd, a) }
+		return cmd
+	})
+}
+
+func serve(cmd *cobra.Command, a *app) error {
+	ctx := cmd.Context()
+	cfg := a.cfg
+	st, err := stages(cmd)
+	if err != nil {
+		return err
+	}
+	secrets, err := webhooks.LoadSecrets(cfg.Webhooks.GitHubSecretFiles, cfg.Webhooks.GitHubSecretEnv,
+		func(name string) string { return lookupEnv(a.env, name) })
+	if err != nil {
+		return err
+	}
+	tokens, err := api.LoadTokens(cfg.API.TokensFile)
+	if err != nil {
+		return err
+	}
+	if tokens.Len() == 0 {
+		a.log.Warn("no API tokens configured (--api-tokens-file): every /api/v1 request is refused")
+	}
+	if len(cfg.Webhooks.Repos) == 0 {
+		a.log.Warn("no repositories configured (webhooks.repos): every push is ignored")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	q, err := openQueue(ctx, a, reg)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	repos := make([]webhooks.Repo, 0, len(cfg.Webhooks.Repos))
+	for _, r := range cfg.Webhooks.Repos {
+		repos = append(repos, webhooks.Repo{Name: r.Name, Branches: r.Branches, Tags: r.Tags})
+	}
+	base := strings.TrimRight(cfg.API.PublicURL, "/")
+	hook, err := webhooks.New(webhooks.Options{
+		Secrets: secrets, Repos: repos, Queue: q, EnqueueTimeout: cfg.Webhooks.EnqueueTimeout,
+		RunURL: func(id string) string { return base + "/api/v1/runs/" + id },
+		Logger: a.log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	apiHandler, err := api.New(api.Options{Store: q, Auth: tokens, Timeout: cfg.Queue.Timeout, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (server.listen / --listen)", cfg.Server.Listen, err)
+	}
+
+	// Workers stop after the HTTP server drained, so that a run queued by
+	// the last request is either picked up or left safely in the queue.
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	workersDone := make(chan error, 1)
+	go func() { workersDone <- q.Work(wctx, workerOptions(a, st)) }()
+
+	err = server.Serve(ctx, ln, server.Options{
+		Webhook: hook, API: apiHandler, Ready: q.Ready, Gatherer: reg,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
+		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: a.log,
+	})
+	stopWorkers()
+	if werr := <-workersDone; werr != nil && err == nil {
+		err = werr
+	}
+	a.log.Info("stopped")
+	return err
+}

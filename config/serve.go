@@ -1,0 +1,225 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"strings"
+	"time"
+)
+
+// Server configures the HTTP server of `gantry serve`: the GitHub webhook
+// receiver, the runs API, health and metrics, on one listener.
+type Server struct {
+	// Listen is the host:port to listen on.
+	Listen string `yaml:"listen"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
+	// each connection (slow clients cannot hold the server).
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+	ReadTimeout       time.Duration `yaml:"readTimeout"`
+	WriteTimeout      time.Duration `yaml:"writeTimeout"`
+	IdleTimeout       time.Duration `yaml:"idleTimeout"`
+	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+}
+
+// DefaultServer returns the server defaults.
+func DefaultServer() Server {
+	return Server{
+		Listen: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate checks the listen address and that every timeout is positive.
+func (s *Server) Validate() error {
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		return fmt.Errorf("server.listen %q: want host:port (%v)", s.Listen, err)
+	}
+	for name, d := range map[string]time.Duration{
+		"readHeaderTimeout": s.ReadHeaderTimeout, "readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout,
+		"idleTimeout": s.IdleTimeout, "shutdownTimeout": s.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("server.%s must be positive, got %s", name, d)
+		}
+	}
+	return nil
+}
+
+// Webhooks configures the GitHub webhook receiver (POST /webhooks/github).
+type Webhooks struct {
+	// GitHubSecretFiles are files holding one webhook secret each. Several
+	// are accepted at once (rotation without downtime).
+	GitHubSecretFiles []string `yaml:"githubSecretFiles"`
+	// GitHubSecretEnv names environment variables holding webhook secrets
+	// (the names, never the secrets).
+	GitHubSecretEnv []string `yaml:"githubSecretEnv"`
+	// EnqueueTimeout bounds queueing one run (GitHub waits 10 s).
+	EnqueueTimeout time.Duration `yaml:"enqueueTimeout"`
+	// Repos lists the repositories, branches and tags whose pushes start
+	// runs; every other push is answered "ignored".
+	Repos []WebhookRepo `yaml:"repos"`
+}
+
+// WebhookRepo allows pushes of one repository.
+type WebhookRepo struct {
+	// Name is owner/name.
+	Name string `yaml:"name"`
+	// Branches are glob patterns (main, release/*); default [main].
+	Branches []string `yaml:"branches"`
+	// Tags are glob patterns (v*); default none.
+	Tags []string `yaml:"tags"`
+}
+
+// DefaultWebhooks returns the receiver defaults.
+func DefaultWebhooks() Webhooks {
+	return Webhooks{EnqueueTimeout: 5 * time.Second}
+}
+
+// Validate checks repo names and patterns.
+func (w *Webhooks) Validate() error {
+	if w.EnqueueTimeout <= 0 || w.EnqueueTimeout > 9*time.Second {
+		return fmt.Errorf("webhooks.enqueueTimeout must be between 0 and 9s (GitHub gives up after 10s), got %s", w.EnqueueTimeout)
+	}
+	seen := map[string]bool{}
+	for i := range w.Repos {
+		r := &w.Repos[i]
+		owner, name, ok := strings.Cut(r.Name, "/")
+		if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("webhooks.repos[%d].name %q: want owner/name", i, r.Name)
+		}
+		if seen[strings.ToLower(r.Name)] {
+			return fmt.Errorf("webhooks.repos: %s listed twice", r.Name)
+		}
+		seen[strings.ToLower(r.Name)] = true
+		if r.Branches == nil {
+			r.Branches = []string{"main"}
+		}
+		for _, p := range append(append([]string(nil), r.Branches...), r.Tags...) {
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				return fmt.Errorf("webhooks.repos %s: pattern %q is not a valid glob", r.Name, p)
+			}
+		}
+	}
+	return nil
+}
+
+// Queue configures the durable run queue, run records and workers (NATS
+// JetStream: embedded on DataDir, or external at NATSURL).
+type Queue struct {
+	// DataDir holds the embedded NATS server's JetStream store.
+	DataDir string `yaml:"dataDir"`
+	// NATSURL names an external NATS server or cluster (comma-separated
+	// URLs); empty runs the embedded server.
+	NATSURL string `yaml:"natsURL"`
+	// CredsFile is a NATS credentials file (JWT + seed) for NATSURL.
+	CredsFile string `yaml:"credsFile"`
+	// TokenFile holds a NATS token: sent to NATSURL, or required by the
+	// embedded server when EmbeddedListen is set.
+	TokenFile string `yaml:"tokenFile"`
+	// TLSCAFile, TLSCertFile, TLSKeyFile: CA and client certificate for NATSURL.
+	TLSCAFile   string `yaml:"tlsCAFile"`
+	TLSCertFile string `yaml:"tlsCertFile"`
+	TLSKeyFile  string `yaml:"tlsKeyFile"`
+	// EmbeddedListen (host:port) opens the embedded server to `gantry
+	// worker` processes; empty: in-process only. Needs TokenFile.
+	EmbeddedListen string `yaml:"embeddedListen"`
+	// SyncAlways fsyncs every write of the embedded server (survives power
+	// loss, slower). A killed process loses nothing either way.
+	SyncAlways bool `yaml:"syncAlways"`
+	// Replicas of every stream and bucket (3 on a JetStream cluster).
+	Replicas int `yaml:"replicas"`
+	// Timeout bounds connecting and each queue request.
+	Timeout time.Duration `yaml:"timeout"`
+	// DeliveryTTL is how long a GitHub delivery id is remembered (replay guard).
+	DeliveryTTL time.Duration `yaml:"deliveryTTL"`
+	// RunRetention is how long run records and logs are kept.
+	RunRetention time.Duration `yaml:"runRetention"`
+	// Workers is how many runs one process executes at once.
+	Workers int `yaml:"workers"`
+	// AckWait: a worker silent this long loses its run to another worker
+	// (heartbeats are sent every third of it).
+	AckWait time.Duration `yaml:"ackWait"`
+	// MaxDeliver: a run handed out this many times without finishing is
+	// dead-lettered (state error).
+	MaxDeliver int `yaml:"maxDeliver"`
+	// RetryDelay is the pause before retrying a run after a transient error.
+	RetryDelay time.Duration `yaml:"retryDelay"`
+	// CancelSuperseded: a newer push to the same repo and ref cancels the
+	// older run if it is still queued or running.
+	CancelSuperseded bool `yaml:"cancelSuperseded"`
+}
+
+// DefaultQueue returns the queue defaults.
+func DefaultQueue() Queue {
+	return Queue{
+		DataDir: "/var/lib/gantry", Replicas: 1, Timeout: 10 * time.Second,
+		DeliveryTTL: 7 * 24 * time.Hour, RunRetention: 30 * 24 * time.Hour,
+		Workers: 2, AckWait: time.Minute, MaxDeliver: 5, RetryDelay: 30 * time.Second,
+		CancelSuperseded: true,
+	}
+}
+
+// Validate checks the queue settings.
+func (q *Queue) Validate() error {
+	var errs []error
+	if q.NATSURL == "" && q.DataDir == "" {
+		errs = append(errs, errors.New("queue.dataDir is required for the embedded NATS server (or set queue.natsURL)"))
+	}
+	if q.EmbeddedListen != "" {
+		if _, _, err := net.SplitHostPort(q.EmbeddedListen); err != nil {
+			errs = append(errs, fmt.Errorf("queue.embeddedListen %q: want host:port", q.EmbeddedListen))
+		}
+		if q.TokenFile == "" {
+			errs = append(errs, errors.New("queue.embeddedListen needs queue.tokenFile (an open NATS port must require auth)"))
+		}
+	}
+	if (q.TLSCertFile == "") != (q.TLSKeyFile == "") {
+		errs = append(errs, errors.New("queue.tlsCertFile and queue.tlsKeyFile go together"))
+	}
+	if q.Replicas < 1 || q.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("queue.replicas must be 1..5, got %d", q.Replicas))
+	}
+	if q.Workers < 1 || q.Workers > 256 {
+		errs = append(errs, fmt.Errorf("queue.workers must be 1..256, got %d", q.Workers))
+	}
+	if q.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("queue.maxDeliver must be at least 1, got %d", q.MaxDeliver))
+	}
+	if q.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("queue.ackWait must be at least 1s, got %s", q.AckWait))
+	}
+	for name, d := range map[string]time.Duration{"timeout": q.Timeout, "deliveryTTL": q.DeliveryTTL, "runRetention": q.RunRetention, "retryDelay": q.RetryDelay} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("queue.%s must be positive, got %s", name, d))
+		}
+	}
+	if q.DeliveryTTL > 0 && q.DeliveryTTL < 72*time.Hour {
+		errs = append(errs, fmt.Errorf("queue.deliveryTTL %s is shorter than GitHub's 3-day redelivery window: a redelivered push would start a second run", q.DeliveryTTL))
+	}
+	return errors.Join(errs...)
+}
+
+// API configures the runs API (/api/v1).
+type API struct {
+	// TokensFile lists accepted bearer tokens as "sha256:<hex>" digests, one
+	// per line (optionally followed by a name for logs); plain tokens are
+	// never stored. Empty: every API request is refused.
+	TokensFile string `yaml:"tokensFile"`
+	// PublicURL is the external base URL (https://gantry.example.com) used
+	// in links to runs; empty: links are relative.
+	PublicURL string `yaml:"publicURL"`
+}
+
+// DefaultAPI returns the API defaults.
+func DefaultAPI() API { return API{} }
+
+// Validate checks the public URL.
+func (a *API) Validate() error {
+	if a.PublicURL != "" && !strings.HasPrefix(a.PublicURL, "https://") && !strings.HasPrefix(a.PublicURL, "http://") {
+		return fmt.Errorf("api.publicURL %q: want an http(s) URL", a.PublicURL)
+	}
+	return nil
+}
