@@ -47,9 +47,6 @@ func New(opts Options) (http.Handler, error) {
 	mux.HandleFunc("GET /api/v1/runs/{id}", a.get)
 	mux.HandleFunc("GET /api/v1/runs/{id}/logs", a.logs)
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.cancel)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API route")
-	})
 	return RequireAuth(opts.Auth, mux), nil
 }
 

@@ -165,8 +165,8 @@ func push(t *testing.T, addr, delivery, branch string, n int) webhooks.Answer {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{
 		"ref": "refs/heads/" + branch, "after": fmt.Sprintf("%040x", n),
-		"repository": map[string]any{"full_name": "acme/app", "clone_url": "https://github.com/acme/app.git"},
-		"sender":     map[string]any{"login": "octocat"},
+		"repository":  map[string]any{"full_name": "acme/app", "clone_url": "https://github.com/acme/app.git"},
+		"sender":      map[string]any{"login": "octocat"},
 		"head_commit": map[string]any{"id": fmt.Sprintf("%040x", n), "message": "change"},
 	})
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/github", bytes.NewReader(body))

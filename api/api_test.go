@@ -1,0 +1,208 @@
+package api_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/pipelines"
+)
+
+func digest(tok string) string {
+	s := sha256.Sum256([]byte(tok))
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+func TestParseTokens(t *testing.T) {
+	good := "# comment\n\n" + digest("alpha") + " ci bot\n  " + digest("beta") + "\n"
+	tokens, err := api.ParseTokens(good)
+	if err != nil || tokens.Len() != 2 {
+		t.Fatalf("%v %d", err, tokens.Len())
+	}
+	for _, tc := range []struct {
+		header string
+		name   string
+		ok     bool
+	}{
+		{"Bearer alpha", "ci bot", true},
+		{"bearer beta", "sha256:" + digest("beta")[7:15], true},
+		{"Bearer  alpha ", "ci bot", true},
+		{"Bearer gamma", "", false},
+		{"Bearer ", "", false},
+		{"Basic YWxwaGE6", "", false},
+		{"alpha", "", false},
+		{"", "", false},
+		{"Bearer " + digest("alpha"), "", false}, // the digest itself is not a token
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		p, err := tokens.Authenticate(r)
+		if (err == nil) != tc.ok || p.Name != tc.name {
+			t.Errorf("%q: %+v %v", tc.header, p, err)
+		}
+	}
+	for _, bad := range []string{"alpha", "sha256:abc", "sha1:" + digest("x")[7:], "sha256:" + strings.Repeat("zz", 32)} {
+		_, err := api.ParseTokens(bad + "\n")
+		if err == nil {
+			t.Errorf("%q accepted", bad)
+		} else if strings.Contains(err.Error(), "alpha") {
+			t.Errorf("error echoes a possible plain token: %v", err)
+		}
+	}
+	empty, err := api.LoadTokens("")
+	if err != nil || empty.Len() != 0 {
+		t.Fatal("empty path")
+	}
+	if _, err := empty.Authenticate(httptest.NewRequest("GET", "/", nil)); err == nil {
+		t.Fatal("no tokens file accepted a request")
+	}
+}
+
+func FuzzParseTokens(f *testing.F) {
+	f.Add(digest("a") + " name\n# c\n")
+	f.Add("sha256:\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := api.ParseTokens(s)
+		if err == nil {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("Authorization", "Bearer "+s)
+			_, _ = tok.Authenticate(r)
+		}
+	})
+}
+
+type rig struct {
+	srv   *httptest.Server
+	queue *pipelines.Queue
+}
+
+func newRig(t *testing.T) *rig {
+	testenv.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{DataDir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(digest("secret-token")+" alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := api.LoadTokens(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Options{Store: q, Auth: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &rig{srv: srv, queue: q}
+}
+
+func (r *rig) do(t *testing.T, method, path, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, r.srv.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestAPI(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	var ids []string
+	for i, repo := range []string{"acme/a", "acme/b", "acme/a"} {
+		e, err := r.queue.Enqueue(ctx, pipelines.Request{DeliveryID: "api-" + repo + string(rune('0'+i)), Repo: repo,
+			Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.RunID)
+		time.Sleep(2 * time.Millisecond)
+	}
+	const tok = "secret-token"
+	tests := []struct {
+		method, path, token string
+		code                int
+		contains            string
+	}{
+		{"GET", "/api/v1/runs", "", 401, "bearer token"},
+		{"GET", "/api/v1/runs", "wrong", 401, "bearer token"},
+		{"GET", "/api/v1/runs/" + ids[0], "", 401, ""},
+		{"POST", "/api/v1/runs/" + ids[0] + "/cancel", "", 401, ""},
+		{"GET", "/api/v1/runs", tok, 200, ids[2]},
+		{"GET", "/api/v1/runs?repo=acme/b", tok, 200, ids[1]},
+		{"GET", "/api/v1/runs?state=bogus", tok, 400, "state must be"},
+		{"GET", "/api/v1/runs?limit=0", tok, 400, "limit"},
+		{"GET", "/api/v1/runs?limit=abc", tok, 400, "limit"},
+		{"GET", "/api/v1/runs?before=../x", tok, 400, "before"},
+		{"GET", "/api/v1/runs/" + ids[1], tok, 200, `"repo": "acme/b"`},
+		{"GET", "/api/v1/runs/00000000000000000000", tok, 404, "no such run"},
+		{"GET", "/api/v1/runs/..%2F..%2Fetc", tok, 404, ""},
+		{"GET", "/api/v1/runs/" + ids[1] + "/logs", tok, 200, ""},
+		{"GET", "/api/v1/runs/" + ids[1] + "/logs?stage=nope", tok, 404, "no stage"},
+		{"POST", "/api/v1/runs/" + ids[1] + "/cancel", tok, 200, `"state": "cancelled"`},
+		{"POST", "/api/v1/runs/" + ids[1] + "/cancel", tok, 409, "already finished"},
+		{"POST", "/api/v1/runs/00000000000000000000/cancel", tok, 404, ""},
+		{"DELETE", "/api/v1/runs/" + ids[1], tok, 405, ""},
+		{"GET", "/api/v1/nothing", tok, 404, ""},
+	}
+	for _, tc := range tests {
+		code, body := r.do(t, tc.method, tc.path, tc.token)
+		if code != tc.code || !strings.Contains(string(body), tc.contains) {
+			t.Errorf("%s %s (token %q): %d %s, want %d containing %q", tc.method, tc.path, tc.token, code, body, tc.code, tc.contains)
+		}
+	}
+	run, _ := r.queue.Get(ctx, ids[1])
+	if run.Message != "cancelled via the API by alice" {
+		t.Fatalf("cancel reason: %q", run.Message)
+	}
+	// Pagination: limit 1 walks all three, newest first.
+	var got []string
+	cursor := ""
+	for range 5 {
+		code, body := r.do(t, "GET", "/api/v1/runs?limit=1&before="+cursor, tok)
+		var page pipelines.Page
+		if code != 200 || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("%d %s", code, body)
+		}
+		for _, run := range page.Runs {
+			got = append(got, run.ID)
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	if strings.Join(got, ",") != strings.Join([]string{ids[2], ids[1], ids[0]}, ",") {
+		t.Fatalf("pages: %v", got)
+	}
+	_, body := r.do(t, "GET", "/api/v1/runs?state=cancelled", tok)
+	var page pipelines.Page
+	_ = json.Unmarshal(body, &page)
+	if len(page.Runs) != 1 || page.Runs[0].ID != ids[1] {
+		t.Fatalf("state filter: %s", body)
+	}
+}
