@@ -410,6 +410,10 @@ func (b *Builder) Build(ctx context.Context, req Request, progress Progress) (*R
 	if err != nil {
 		return nil, err
 	}
+	display, err := progress.newDisplay()
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
 	if b.opts.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, b.opts.Timeout, fmt.Errorf("build took longer than builder.timeout (%s)", b.opts.Timeout))
@@ -423,7 +427,7 @@ func (b *Builder) Build(ctx context.Context, req Request, progress Progress) (*R
 
 	status := make(chan *client.SolveStatus)
 	t := newTracker()
-	wait := pump(status, t, progress)
+	wait := pump(status, t, display, progress.Events)
 	resp, err := d.c.Solve(ctx, nil, so, status) // closes status
 	wait()
 	if err != nil {

@@ -95,7 +95,7 @@ func TestBuildMultiStagePushesByDigestWithProvenance(t *testing.T) {
 	res, err := f.b.Build(context.Background(), Request{
 		ContextDir: dir, Image: repo, Push: true,
 		BuildArgs: map[string]string{"BASE": f.env.BaseImage, "GREETING": "hi-" + t.Name()},
-	}, Progress{Plain: &plain, Events: func(*client.SolveStatus) { events++ }})
+	}, Progress{Out: &plain, Events: func(*client.SolveStatus) { events++ }})
 	if err != nil {
 		t.Fatalf("Build: %v\n%s", err, plain.String())
 	}
@@ -372,7 +372,7 @@ func TestTwoBuildsInParallel(t *testing.T) {
 		repo := f.repo(t) + fmt.Sprint(i)
 		wg.Go(func() {
 			results[i], errs[i] = f.b.Build(context.Background(), Request{ContextDir: dir, Image: repo, Push: true,
-				BuildArgs: map[string]string{"BASE": f.env.BaseImage}}, Progress{Plain: io.Discard})
+				BuildArgs: map[string]string{"BASE": f.env.BaseImage}}, Progress{Out: io.Discard})
 		})
 	}
 	wg.Wait()
@@ -553,7 +553,7 @@ func TestRegistryCacheExportAndImport(t *testing.T) {
 	imp := newFixture(t, func(o *Options) { o.CacheImport = []string{cacheRef} })
 	var plain bytes.Buffer
 	if _, err := imp.b.Build(context.Background(), Request{ContextDir: dir, Image: imp.repo(t), Push: true,
-		BuildArgs: map[string]string{"BASE": env.BaseImage}}, Progress{Plain: &plain}); err != nil {
+		BuildArgs: map[string]string{"BASE": env.BaseImage}}, Progress{Out: &plain}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(plain.String(), "importing cache manifest from "+cacheRef) {
@@ -566,5 +566,24 @@ func TestTLSFilesAreChecked(t *testing.T) {
 	_, err := NewPool([]string{"tcp://127.0.0.1:1"}, TLS{CACert: missing}, time.Second)
 	if err == nil || !strings.Contains(err.Error(), "tcp://127.0.0.1:1") {
 		t.Fatalf("missing CA file: err = %v, want an error naming the daemon", err)
+	}
+}
+
+func TestProgressModes(t *testing.T) {
+	var buf bytes.Buffer
+	for _, tc := range []struct {
+		mode string
+		ok   bool
+	}{{"", true}, {"plain", true}, {"auto", true}, {"rawjson", true}, {"tty", false}, {"fancy", false}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			// A bytes.Buffer is no terminal: tty must be refused, auto falls back to plain.
+			d, err := Progress{Out: &buf, Mode: tc.mode}.newDisplay()
+			if (err == nil) != tc.ok || (tc.ok && d == nil) {
+				t.Fatalf("mode %q: display %v, err %v", tc.mode, d, err)
+			}
+		})
+	}
+	if d, err := (Progress{Mode: "fancy"}).newDisplay(); d != nil || err != nil {
+		t.Errorf("no Out: want no display and no error, got %v %v", d, err)
 	}
 }

@@ -3,6 +3,7 @@ package builder
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -12,11 +13,16 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// Progress receives a build's progress. Either field may be nil.
+// Progress receives a build's progress. Out and Events may be nil.
 type Progress struct {
-	// Plain gets the text `buildctl --progress=plain` prints: one line per
-	// step start, its output, timings, and the error summary.
-	Plain io.Writer
+	// Out gets the progress display, by default the text
+	// `buildctl --progress=plain` prints: one line per step start, its
+	// output, timings, and the error summary (store it with the run).
+	Out io.Writer
+	// Mode is the display written to Out, as buildctl's --progress:
+	// "plain" (the default when empty), "auto" (tty when Out is a
+	// terminal, else plain), "tty", "rawjson" (one JSON status per line).
+	Mode string
 	// Events gets every raw BuildKit status update (vertices, their
 	// status, logs, warnings) in order, from one goroutine, e.g. to store
 	// with the pipeline run. It must not block for long: the build waits.
@@ -82,26 +88,44 @@ func (t *tracker) tail(d digest.Digest) []string {
 	return lines
 }
 
+// newDisplay validates p's mode and opens its display; nil when Out is nil.
+func (p Progress) newDisplay() (*progressui.Display, error) {
+	if p.Out == nil {
+		return nil, nil
+	}
+	mode := progressui.DisplayMode(p.Mode)
+	switch mode {
+	case "":
+		mode = progressui.PlainMode
+	case progressui.PlainMode, progressui.AutoMode, progressui.TtyMode, progressui.RawJSONMode:
+	default:
+		return nil, fmt.Errorf("progress mode %q (allowed: plain, auto, tty, rawjson)", p.Mode)
+	}
+	d, err := progressui.NewDisplay(p.Out, mode)
+	if err != nil {
+		return nil, fmt.Errorf("progress mode %s: %w", mode, err)
+	}
+	return &d, nil
+}
+
 // pump reads the solve's status channel until it is closed, feeding the
-// tracker, the plain display and the event sink. It returns when every
-// consumer has seen the last update.
-func pump(in <-chan *client.SolveStatus, t *tracker, p Progress) (wait func()) {
+// tracker, the display and the event sink. It returns when every consumer
+// has seen the last update.
+func pump(in <-chan *client.SolveStatus, t *tracker, d *progressui.Display, events func(*client.SolveStatus)) (wait func()) {
 	var wg sync.WaitGroup
 	var plain chan *client.SolveStatus
-	if p.Plain != nil {
+	if d != nil {
 		// The display is given a context that is never cancelled: it stops
 		// when the channel closes, after printing the final summary, even
 		// when the build was cancelled.
-		if d, err := progressui.NewDisplay(p.Plain, progressui.PlainMode); err == nil {
-			plain = make(chan *client.SolveStatus, 64)
-			wg.Go(func() { _, _ = d.UpdateFrom(context.Background(), plain) })
-		}
+		plain = make(chan *client.SolveStatus, 64)
+		wg.Go(func() { _, _ = d.UpdateFrom(context.Background(), plain) })
 	}
 	wg.Go(func() {
 		for s := range in {
 			t.add(s)
-			if p.Events != nil {
-				p.Events(s)
+			if events != nil {
+				events(s)
 			}
 			if plain != nil {
 				plain <- s

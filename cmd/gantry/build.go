@@ -35,8 +35,8 @@ func init() {
 			Short: "Build an image with BuildKit and push it by digest, with SLSA provenance",
 			Long: "Build DIR's Dockerfile on the buildkitd pool (builder.addrs) with the dockerfile.v0 frontend.\n" +
 				"With --push the image goes to REPO by digest (a REPO:TAG also writes that tag), is read back\n" +
-				"from the registry, and its digest is printed on stdout. Progress goes to stderr like\n" +
-				"`buildctl --progress=plain`. Secrets reach RUN --mount=type=secret only, never build args.\n" +
+				"from the registry, and its digest is printed on stdout. Progress goes to stderr as\n" +
+				"buildctl prints it (--progress). Secrets reach RUN --mount=type=secret only, never build args.\n" +
 				"See docs/builder.md. Exit 0 built, 2 any error (a failing step names its line, exit code and output).",
 			Args: cobra.NoArgs,
 		}
@@ -52,7 +52,7 @@ func init() {
 		buildArgs := fl.StringArray("build-arg", nil, "build arg KEY=VALUE (repeatable); never secrets, use --secret")
 		secrets := fl.StringArray("secret", nil, "build secret id=ID,src=FILE for RUN --mount=type=secret (repeatable)")
 		platforms := fl.StringSlice("platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (default builder.platforms)")
-		progress := fl.String("progress", "plain", "progress on stderr: plain or quiet")
+		progress := fl.String("progress", "auto", "progress on stderr, as buildctl's: auto (tty on a terminal, else plain), plain, tty, rawjson, quiet")
 		format := outputFlag(cmd, "text", "json")
 		_ = cmd.MarkFlagRequired("context")
 		_ = cmd.MarkFlagRequired("image")
@@ -70,11 +70,11 @@ func init() {
 			req.Platforms = *platforms
 			var prog builder.Progress
 			switch *progress {
-			case "plain":
-				prog.Plain = a.stderr
 			case "quiet":
+			case "auto", "plain", "tty", "rawjson":
+				prog = builder.Progress{Out: a.stderr, Mode: *progress}
 			default:
-				return fmt.Errorf("--progress %q: allowed: plain, quiet", *progress)
+				return fmt.Errorf("--progress %q: allowed: auto, plain, tty, rawjson, quiet", *progress)
 			}
 			reg, err := oci.New(a.cfg.Registry)
 			if err != nil {

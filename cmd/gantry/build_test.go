@@ -52,6 +52,25 @@ func TestBuildCommand(t *testing.T) {
 			t.Errorf("--progress quiet wrote:\n%s", stderr)
 		}
 	})
+	t.Run("rawjson progress", func(t *testing.T) {
+		code, stdout, stderr := gantry(t, genv, "build", "--context", dir, "--image", repo, "--push",
+			"--build-arg", "BASE="+env.BaseImage, "--progress", "rawjson")
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		for _, l := range lines {
+			var st struct {
+				Vertexes []struct{ Name string } `json:"vertexes"`
+			}
+			if err := json.Unmarshal([]byte(l), &st); err != nil {
+				t.Fatalf("stderr line is not a JSON status: %v: %q", err, l)
+			}
+		}
+		if !strings.Contains(stderr, `"name":"[internal] load build definition from Dockerfile"`) || !strings.HasPrefix(strings.TrimSpace(stdout), "pushed ") {
+			t.Errorf("rawjson progress:\n%.600s\nstdout:\n%s", stderr, stdout)
+		}
+	})
 	t.Run("failing step exits 2 naming it", func(t *testing.T) {
 		code, _, stderr := gantry(t, genv, "build", "--context", dir, "--file", "fail/Dockerfile", "--image", repo,
 			"--build-arg", "BASE="+env.BaseImage, "--progress", "quiet")
