@@ -98,7 +98,9 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(ctx, ln, server.Options{Webhook: slow, ShutdownTimeout: 10 * time.Second}) }()
+	go func() {
+		served <- server.Serve(ctx, ln, server.Options{Webhook: slow, ShutdownTimeout: 10 * time.Second})
+	}()
 	got := make(chan int, 1)
 	go func() {
 		resp, err := http.Post("http://"+ln.Addr().String()+"/webhooks/github", "application/json", strings.NewReader("{}"))
