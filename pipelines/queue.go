@@ -289,13 +289,18 @@ func (q *Queue) Enqueue(ctx context.Context, req Request) (Enqueued, error) {
 		return Enqueued{}, err
 	}
 	q.metrics.enqueued.Inc()
+	state := StateQueued
 	if q.opts.CancelSuperseded {
-		if err := q.supersede(ctx, run); err != nil {
+		self, err := q.supersede(ctx, run)
+		if err != nil {
 			// The run is queued; a missed cancel only costs a redundant run.
 			q.log.Warn("could not cancel the superseded run", "run", id, "repo", run.Repo, "ref", run.Ref, "err", err)
 		}
+		if self {
+			state = StateCancelled
+		}
 	}
-	return Enqueued{RunID: id, Duplicate: duplicate, State: StateQueued}, nil
+	return Enqueued{RunID: id, Duplicate: duplicate, State: state}, nil
 }
 
 func (q *Queue) publish(ctx context.Context, id string) error {
@@ -308,8 +313,9 @@ func (q *Queue) publish(ctx context.Context, id string) error {
 
 // supersede makes run the newest of its repo and ref and cancels the one
 // it replaces. Run ids sort by arrival, so of two racing pushes the later
-// one wins, whichever gets here first.
-func (q *Queue) supersede(ctx context.Context, run Run) error {
+// one wins, whichever gets here first; self reports that run itself was
+// the older one and was cancelled.
+func (q *Queue) supersede(ctx context.Context, run Run) (self bool, err error) {
 	key := hashKey(strings.ToLower(run.Repo) + "\x00" + run.Ref)
 	for range 10 {
 		e, err := q.heads.Get(ctx, key)
@@ -319,34 +325,34 @@ func (q *Queue) supersede(ctx context.Context, run Run) error {
 			if _, err = q.heads.Create(ctx, key, []byte(run.ID)); errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
-			return err
+			return false, err
 		case err != nil:
-			return err
+			return false, err
 		default:
 			old = string(e.Value())
 		}
 		if old == run.ID {
-			return nil
+			return false, nil
 		}
 		if old > run.ID { // a newer run got here first: this one is superseded
 			_, err := q.cancel(ctx, run.ID, "superseded by newer run "+old, old)
-			return err
+			return err == nil, err
 		}
 		if _, err := q.heads.Update(ctx, key, []byte(run.ID), e.Revision()); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		} else if err != nil {
-			return err
+			return false, err
 		}
 		if !ValidRunID(old) {
-			return nil
+			return false, nil
 		}
 		_, err = q.cancel(ctx, old, "superseded by newer run "+run.ID, run.ID)
-		if errors.Is(err, ErrNotFound) {
-			return nil
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrFinal) {
+			return false, nil
 		}
-		return err
+		return false, err
 	}
-	return errors.New("too many concurrent updates")
+	return false, errors.New("too many concurrent updates")
 }
 
 // Get returns the record of run id.

@@ -194,7 +194,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.deliveries.WithLabelValues("queued").Inc()
 	log.Info("run queued", "run", res.RunID, "repo", req.Repo, "ref", req.Ref, "commit", req.Commit)
-	a.Status, a.State = "queued", pipelines.StateQueued
+	a.Status, a.State = "queued", res.State
 	writeAnswer(w, http.StatusAccepted, a)
 }
 
