@@ -58,6 +58,13 @@ var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
 // startGantry starts `gantry serve ARGS...` and waits until it listens.
 func startGantry(t *testing.T, logFile string, args ...string) *gantryProc {
 	t.Helper()
+	return startGantryUntil(t, servingRE, logFile, args...)
+}
+
+// startGantryUntil starts gantry ARGS... and waits for a log line matching
+// ready (its first group, if any, becomes addr).
+func startGantryUntil(t *testing.T, ready *regexp.Regexp, logFile string, args ...string) *gantryProc {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +72,7 @@ func startGantry(t *testing.T, logFile string, args ...string) *gantryProc {
 	b, _ := json.Marshal(args)
 	cmd := exec.Command(self, "-test.run=^TestGantryProcess$")
 	cmd.Env = append(os.Environ(), processArgsEnv+"="+string(b))
-	before := len(servingRE.FindAllString(readFile(t, logFile), -1))
+	before := len(ready.FindAllString(readFile(t, logFile), -1))
 	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +89,10 @@ func startGantry(t *testing.T, logFile string, args ...string) *gantryProc {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		// The log file is shared by restarts: only a line after `before` counts.
-		if m := servingRE.FindAllStringSubmatch(readFile(t, logFile), -1); len(m) > before {
-			p.addr = m[len(m)-1][1]
+		if m := ready.FindAllStringSubmatch(readFile(t, logFile), -1); len(m) > before {
+			if last := m[len(m)-1]; len(last) > 1 {
+				p.addr = last[1]
+			}
 			return p
 		}
 		select {
@@ -436,5 +445,59 @@ func TestServeAndWorkerUsageErrors(t *testing.T) {
 		if code != exitFailure || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, want exit 2 mentioning %q", tc.args, code, stderr, tc.want)
 		}
+	}
+}
+
+func TestWorkerProcessExecutesQueuedRuns(t *testing.T) {
+	env := testenv.Require(t)
+	url := natstest.Start(t, env.NATSServer, "").URL
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var ids []string
+	for i := range 5 {
+		e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: fmt.Sprintf("worker-%d", i), Repo: "acme/app",
+			Ref: fmt.Sprintf("refs/heads/b%d", i), Commit: fmt.Sprintf("%040x", i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.RunID)
+	}
+	p := startGantryUntil(t, regexp.MustCompile(`msg="worker started"`), filepath.Join(dir, "worker.log"),
+		"worker", "--nats-url", url, "--workers", "2", "--test-stages", "record:"+calls+":2:10ms")
+	for _, id := range ids {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			r, err := q.Get(ctx, id)
+			if err == nil && r.State.Final() {
+				if r.State != pipelines.StatePassed || len(r.Stages) != 2 {
+					t.Fatalf("run %s: %+v", id, r)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %s not executed by gantry worker\n%s", id, readFile(t, p.logFile))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c, _ := pipelinestest.ReadCalls(calls)
+	if len(c) != 10 {
+		t.Fatalf("stage calls: %v", c)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("worker exit after SIGTERM: %v\n%s", p.err, readFile(t, p.logFile))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("worker did not exit within 30s of SIGTERM")
 	}
 }
