@@ -1,38 +1,25 @@
 // Package api serves Gantry's runs API (/api/v1): list, read, cancel runs
-// and read their logs, behind bearer-token authentication.
+// and read their logs, behind an auth.Authenticator and a scope per route.
 package api
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/gantry-dev/gantry/auth"
 )
 
-// Principal is who made a request.
-type Principal struct {
-	// Name is the token's name from the tokens file, or a digest prefix.
-	Name string
-}
-
-// Authenticator decides who a request comes from. It is the seam for
-// scoped tokens and OIDC: the API only needs a Principal or an error.
-type Authenticator interface {
-	Authenticate(r *http.Request) (Principal, error)
-}
-
-// ErrUnauthenticated is returned for a missing or unknown credential.
-var ErrUnauthenticated = errors.New("a valid bearer token is required (Authorization: Bearer <token>)")
-
-// Tokens authenticates bearer tokens against SHA-256 digests. The plain
-// tokens are never stored: only `sha256:<hex>` lines.
+// Tokens authenticates bearer tokens against SHA-256 digests (the
+// api.tokensFile). The plain tokens are never stored: only `sha256:<hex>`
+// lines. These tokens predate scopes and carry the admin scope; prefer
+// `gantry token create` for scoped, expiring, revocable tokens.
 type Tokens struct {
 	entries []tokenEntry
 }
@@ -40,6 +27,9 @@ type Tokens struct {
 type tokenEntry struct {
 	digest [sha256.Size]byte
 	name   string
+	// id is the digest's first 8 hex digits: names the entry in audit
+	// records without revealing anything usable.
+	id string
 }
 
 // ParseTokens reads a tokens file's content: one `sha256:<64 hex>` per
@@ -60,7 +50,7 @@ func ParseTokens(content string) (*Tokens, error) {
 			// Do not echo the line: it may be a plain token pasted by mistake.
 			return nil, fmt.Errorf("line %d: want sha256:<64 hex digits> [name] (make one with: printf %%s \"$TOKEN\" | sha256sum)", n)
 		}
-		e := tokenEntry{name: "sha256:" + hexDigest[:8]}
+		e := tokenEntry{name: "sha256:" + hexDigest[:8], id: "sha256:" + hexDigest[:8]}
 		copy(e.digest[:], b)
 		if len(fields) > 1 {
 			e.name = strings.Join(fields[1:], " ")
@@ -101,15 +91,12 @@ func LoadTokens(path string) (*Tokens, error) {
 // Len is the number of accepted tokens.
 func (t *Tokens) Len() int { return len(t.entries) }
 
-// Authenticate implements Authenticator.
-func (t *Tokens) Authenticate(r *http.Request) (Principal, error) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return Principal{}, ErrUnauthenticated
-	}
-	token = strings.TrimSpace(token)
-	if token == "" {
-		return Principal{}, ErrUnauthenticated
+// Authenticate implements auth.Authenticator: a matching token is the
+// principal named in the file, with the admin scope.
+func (t *Tokens) Authenticate(r *http.Request) (auth.Principal, error) {
+	token, ok := auth.BearerToken(r)
+	if !ok {
+		return auth.Principal{}, auth.ErrNoCredential
 	}
 	d := sha256.Sum256([]byte(token))
 	match := -1
@@ -121,28 +108,8 @@ func (t *Tokens) Authenticate(r *http.Request) (Principal, error) {
 		}
 	}
 	if match < 0 {
-		return Principal{}, ErrUnauthenticated
+		return auth.Principal{}, auth.ErrUnauthenticated
 	}
-	return Principal{Name: t.entries[match].name}, nil
-}
-
-type principalKey struct{}
-
-// PrincipalFrom returns the authenticated principal of a request context.
-func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
-}
-
-// RequireAuth lets only authenticated requests through to next.
-func RequireAuth(a Authenticator, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.Authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
-			writeError(w, http.StatusUnauthorized, err.Error())
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
-	})
+	e := t.entries[match]
+	return auth.Principal{Subject: e.name, Scopes: []auth.Scope{auth.ScopeAdmin}, Method: "tokens-file", CredentialID: e.id}, nil
 }
