@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/pipelines"
 )
@@ -28,6 +29,8 @@ type Options struct {
 	// Auth decides who a request comes from (auth.Chain of token store,
 	// tokens file, OIDC ...). Each route then requires a scope.
 	Auth auth.Authenticator
+	// Audit records cancels (nil: not recorded).
+	Audit *audit.Recorder
 	// Timeout bounds each request's store calls.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -148,7 +151,18 @@ func (a *handler) cancel(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
 	defer cancel()
 	p, _ := auth.FromContext(r.Context())
-	run, err := a.opts.Store.Cancel(ctx, r.PathValue("id"), "cancelled via the API by "+p.Subject)
+	id := r.PathValue("id")
+	run, err := a.opts.Store.Cancel(ctx, id, "cancelled via the API by "+p.Subject)
+	ev := audit.ByPrincipal(audit.Event{Action: audit.ActionRunCancel, Target: id, Details: map[string]string{"via": "api"}}, p)
+	switch {
+	case err == nil:
+		ev.Details["repo"], ev.Details["commit"] = run.Repo, run.Commit
+	case errors.Is(err, pipelines.ErrFinal):
+		ev.Outcome, ev.Reason = audit.OutcomeDenied, "the run already finished"
+	default:
+		ev.Outcome, ev.Reason = audit.OutcomeError, "cancel failed"
+	}
+	a.opts.Audit.Record(r.Context(), ev)
 	if errors.Is(err, pipelines.ErrFinal) {
 		writeJSON(w, http.StatusConflict, map[string]any{"error": "the run already finished", "run": run})
 		return

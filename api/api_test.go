@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/pipelines"
@@ -91,6 +92,10 @@ type rig struct {
 }
 
 func newRig(t *testing.T, extra ...auth.Authenticator) *rig {
+	return newRigAudit(t, nil, extra...)
+}
+
+func newRigAudit(t *testing.T, rec *audit.Recorder, extra ...auth.Authenticator) *rig {
 	testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -107,7 +112,7 @@ func newRig(t *testing.T, extra ...auth.Authenticator) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Options{Store: q, Auth: append(auth.Chain{tokens}, extra...)})
+	h, err := api.New(api.Options{Store: q, Auth: append(auth.Chain{tokens}, extra...), Audit: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +225,12 @@ var scoped = auth.AuthenticatorFunc(func(r *http.Request) (auth.Principal, error
 })
 
 func TestRouteScopes(t *testing.T) {
-	r := newRig(t, scoped)
+	logPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	sink, err := audit.OpenFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigAudit(t, &audit.Recorder{Sink: sink}, scoped)
 	e, err := r.queue.Enqueue(context.Background(), pipelines.Request{DeliveryID: "scopes-" + t.Name(), Repo: "acme/scopes",
 		Ref: "refs/heads/main", Commit: strings.Repeat("b", 40)})
 	if err != nil {
@@ -254,5 +264,21 @@ func TestRouteScopes(t *testing.T) {
 	run, _ := r.queue.Get(context.Background(), e.RunID)
 	if run.State != pipelines.StateCancelled || !strings.Contains(run.Message, "bot-runs:write") {
 		t.Fatalf("cancel by the runs:write principal: %s %q", run.State, run.Message)
+	}
+	// The audit log has the cancel (ok) and the later attempt (denied:
+	// already final); refused-by-scope requests changed nothing.
+	b, _ := os.ReadFile(logPath)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("audit log:\n%s", b)
+	}
+	var ok, denied audit.Event
+	_ = json.Unmarshal([]byte(lines[0]), &ok)
+	_ = json.Unmarshal([]byte(lines[1]), &denied)
+	if ok.Action != audit.ActionRunCancel || ok.Actor != "bot-runs:write" || ok.Target != e.RunID || ok.Outcome != "ok" || ok.Details["repo"] != "acme/scopes" {
+		t.Fatalf("cancel record %s", lines[0])
+	}
+	if denied.Actor != "bot-admin" || denied.Outcome != "denied" {
+		t.Fatalf("second cancel record %s", lines[1])
 	}
 }

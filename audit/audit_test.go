@@ -1,0 +1,159 @@
+package audit_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/audit"
+	"github.com/gantry-dev/gantry/auth"
+	"github.com/gantry-dev/gantry/internal/natstest"
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+func readLines(t *testing.T, path string) []audit.Event {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []audit.Event
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e audit.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit", "audit.jsonl")
+	l, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := auth.Principal{Subject: "ci-bot", Scopes: []auth.Scope{auth.ScopeRunsWrite}, Method: "token", CredentialID: "0123456789abcdef"}
+	ctx := context.Background()
+	events := []audit.Event{
+		audit.ByPrincipal(audit.Event{Action: audit.ActionRunCancel, Target: "run1", Details: map[string]string{
+			"repo": "acme/a", "password": "hunter2", "githubToken": "ghp_x", "tokenId": "0123", "signingKey": "k",
+		}}, p),
+		{Action: audit.ActionPolicyReload, Reason: strings.Repeat("r", 2000)},
+	}
+	for _, e := range events {
+		if err := l.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Concurrent writers never interleave lines.
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.Record(ctx, audit.Event{Action: audit.ActionTokenCreate, Target: strings.Repeat(string(rune('a'+i%26)), 300)})
+		}()
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Re-opening appends; nothing is truncated.
+	l2, _ := audit.OpenFile(path)
+	_ = l2.Record(ctx, audit.Event{Action: audit.ActionConfigReload})
+	l2.Close()
+
+	got := readLines(t, path)
+	if len(got) != 53 {
+		t.Fatalf("%d records, want 53", len(got))
+	}
+	c := got[0]
+	if c.Actor != "ci-bot" || c.Method != "token" || c.CredentialID != "0123456789abcdef" || c.Outcome != "ok" || c.Time.IsZero() {
+		t.Fatalf("cancel record %+v", c)
+	}
+	if c.Details["repo"] != "acme/a" || c.Details["tokenId"] != "0123" {
+		t.Fatalf("details %v", c.Details)
+	}
+	raw, _ := os.ReadFile(path)
+	for _, secret := range []string{"hunter2", "ghp_x", `"k"`} {
+		if strings.Contains(string(raw), secret) {
+			t.Fatalf("secret %q in the audit log", secret)
+		}
+	}
+	if got[1].Actor != "gantry" || len(got[1].Reason) > 600 {
+		t.Fatalf("reload record %+v", got[1])
+	}
+	if got[52].Action != audit.ActionConfigReload {
+		t.Fatalf("last record %+v", got[52])
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+}
+
+func TestJetStream(t *testing.T) {
+	env := testenv.Require(t)
+	srv := natstest.Start(t, env.NATSServer, "")
+	nc, err := nats.Connect(srv.URL, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sink, err := audit.NewJetStream(ctx, js, 1, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []audit.Event{
+		{Action: audit.ActionAdmissionBreakGlass, Actor: "alice", Target: "fn/Deployment/hello", Details: map[string]string{"secretRef": "x"}},
+		{Action: "weird action!", Actor: "bob"},
+	} {
+		if err := sink.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, err := js.Stream(ctx, audit.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e audit.Event
+	if err := json.Unmarshal(msg.Data, &e); err != nil || e.Actor != "alice" || msg.Subject != "gantry.audit.admission.breakglass" || e.Details["secretRef"] != "" {
+		t.Fatalf("%s %s %+v %v", msg.Subject, msg.Data, e, err)
+	}
+	msg2, err := stream.GetMsg(ctx, 2)
+	if err != nil || msg2.Subject != "gantry.audit.weird_action_" {
+		t.Fatalf("%v %v", msg2, err)
+	}
+	// Append-only: deleting or purging is refused by the server.
+	if err := stream.DeleteMsg(ctx, 1); err == nil {
+		t.Fatal("deleting an audit record succeeded")
+	}
+	if err := stream.Purge(ctx); err == nil {
+		t.Fatal("purging the audit stream succeeded")
+	}
+	if info, _ := stream.Info(ctx); info.State.Msgs != 2 {
+		t.Fatalf("%d records left", info.State.Msgs)
+	}
+}

@@ -1,0 +1,72 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamName is the JetStream stream that holds audit records.
+const StreamName = "GANTRY_AUDIT"
+
+// SubjectPrefix starts every audit subject: gantry.audit.<action>.
+const SubjectPrefix = "gantry.audit."
+
+// JetStream publishes events to the GANTRY_AUDIT stream, which refuses
+// message deletes and purges (append-only while records are within
+// MaxAge), so a compromised API token cannot erase its traces.
+type JetStream struct {
+	js  jetstream.JetStream
+	now func() time.Time
+}
+
+// NewJetStream creates or updates the audit stream and returns a sink on it.
+func NewJetStream(ctx context.Context, js jetstream.JetStream, replicas int, maxAge time.Duration) (*JetStream, error) {
+	if replicas < 1 {
+		replicas = 1
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Gantry audit log (append-only)",
+		Subjects:    []string{SubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      maxAge,
+		Replicas:    replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: stream %s: %w", StreamName, err)
+	}
+	return &JetStream{js: js, now: time.Now}, nil
+}
+
+// Record implements Sink: it returns once the stream stored the event.
+func (j *JetStream) Record(ctx context.Context, e Event) error {
+	e = sanitize(e, j.now())
+	b, err := Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := j.js.Publish(ctx, SubjectPrefix+subjectToken(e.Action), b); err != nil {
+		return fmt.Errorf("audit: publish to %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+// subjectToken keeps an action usable as subject tokens.
+func subjectToken(action string) string {
+	out := []byte(action)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			out[i] = '_'
+		}
+	}
+	if len(out) == 0 || out[0] == '.' || out[len(out)-1] == '.' {
+		return "other"
+	}
+	return string(out)
+}
