@@ -148,6 +148,8 @@ func newServeRig(t *testing.T, natsURL string) *serveRig {
 server:
   listen: 127.0.0.1:0
   shutdownTimeout: 10s
+  insecureHTTP: true
+  insecureHTTP: true # plain HTTP on loopback, for the test
 webhooks:
   githubSecretFiles: [%q]
   repos:
