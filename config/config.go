@@ -42,6 +42,9 @@ type Config struct {
 	Webhooks  Webhooks  `yaml:"webhooks"`
 	Queue     Queue     `yaml:"queue"`
 	API       API       `yaml:"api"`
+	Tokens    Tokens    `yaml:"tokens"`
+	Audit     Audit     `yaml:"audit"`
+	Dashboard Dashboard `yaml:"dashboard"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -69,6 +72,9 @@ func Default() *Config {
 		Webhooks:  DefaultWebhooks(),
 		Queue:     DefaultQueue(),
 		API:       DefaultAPI(),
+		Tokens:    Tokens{},
+		Audit:     DefaultAudit(),
+		Dashboard: DefaultDashboard(),
 	}
 }
 
