@@ -149,7 +149,6 @@ server:
   listen: 127.0.0.1:0
   shutdownTimeout: 10s
   insecureHTTP: true
-  insecureHTTP: true # plain HTTP on loopback, for the test
 webhooks:
   githubSecretFiles: [%q]
   repos:
