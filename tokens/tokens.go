@@ -55,7 +55,7 @@ type Token struct {
 	ExpiresAt *time.Time   `json:"expiresAt,omitempty"`
 	RevokedAt *time.Time   `json:"revokedAt,omitempty"`
 	// Hash is "sha256:<hex>" of the whole token string.
-	Hash string `json:"hash"`
+	Hash string `json:"hash,omitempty"`
 }
 
 // State is active, expired or revoked at time now.
