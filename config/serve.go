@@ -22,6 +22,11 @@ type Server struct {
 	IdleTimeout       time.Duration `yaml:"idleTimeout"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	// TLS, InsecureHTTP, MaxHeaderBytes, RateLimits: see config/security.go.
+	TLS            ServerTLS  `yaml:"tls"`
+	InsecureHTTP   bool       `yaml:"insecureHTTP"`
+	MaxHeaderBytes int        `yaml:"maxHeaderBytes"`
+	RateLimits     RateLimits `yaml:"rateLimits"`
 }
 
 // DefaultServer returns the server defaults.
@@ -29,6 +34,7 @@ func DefaultServer() Server {
 	return Server{
 		Listen: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ShutdownTimeout: 30 * time.Second,
+		MaxHeaderBytes: 64 << 10, RateLimits: DefaultRateLimits(),
 	}
 }
 
@@ -45,7 +51,7 @@ func (s *Server) Validate() error {
 			return fmt.Errorf("server.%s must be positive, got %s", name, d)
 		}
 	}
-	return nil
+	return s.validateSecurity()
 }
 
 // Webhooks configures the GitHub webhook receiver (POST /webhooks/github).
@@ -61,6 +67,10 @@ type Webhooks struct {
 	// Repos lists the repositories, branches and tags whose pushes start
 	// runs; every other push is answered "ignored".
 	Repos []WebhookRepo `yaml:"repos"`
+	// MaxQueuedPerRepo bounds the queued (not yet started) runs of one
+	// repository; a push beyond it is refused with 503 (GitHub can
+	// redeliver it) and counted. 0: no bound.
+	MaxQueuedPerRepo int `yaml:"maxQueuedPerRepo"`
 }
 
 // WebhookRepo allows pushes of one repository.
@@ -75,13 +85,16 @@ type WebhookRepo struct {
 
 // DefaultWebhooks returns the receiver defaults.
 func DefaultWebhooks() Webhooks {
-	return Webhooks{EnqueueTimeout: 5 * time.Second}
+	return Webhooks{EnqueueTimeout: 5 * time.Second, MaxQueuedPerRepo: 50}
 }
 
 // Validate checks repo names and patterns.
 func (w *Webhooks) Validate() error {
 	if w.EnqueueTimeout <= 0 || w.EnqueueTimeout > 9*time.Second {
 		return fmt.Errorf("webhooks.enqueueTimeout must be between 0 and 9s (GitHub gives up after 10s), got %s", w.EnqueueTimeout)
+	}
+	if w.MaxQueuedPerRepo < 0 {
+		return fmt.Errorf("webhooks.maxQueuedPerRepo must be 0 (no bound) or more, got %d", w.MaxQueuedPerRepo)
 	}
 	seen := map[string]bool{}
 	for i := range w.Repos {

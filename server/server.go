@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,18 @@ type Options struct {
 	// client checks, rate limits and OIDC.
 	Middleware []func(http.Handler) http.Handler
 
+	// TLS serves HTTPS with this configuration (certificate reloaded by
+	// internal/tlsreload). Without it Serve refuses to start unless
+	// InsecureHTTP is set.
+	TLS *tls.Config
+	// InsecureHTTP serves plain HTTP: only behind an ingress or proxy that
+	// terminates TLS. Serve logs a warning when it does.
+	InsecureHTTP bool
+
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers; larger requests
+	// get 431 Request Header Fields Too Large.
+	MaxHeaderBytes int
 	// ShutdownTimeout bounds draining in-flight requests.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -70,26 +82,59 @@ func Handler(opts Options) http.Handler {
 	return h
 }
 
+// DefaultMaxHeaderBytes bounds request headers when Options leave it 0:
+// GitHub's deliveries and API calls carry a few KiB.
+const DefaultMaxHeaderBytes = 64 << 10
+
+// ErrPlainHTTP is returned by Serve when neither TLS nor InsecureHTTP is set.
+var ErrPlainHTTP = errors.New("server: no TLS certificate configured: set server.tls.certFile and server.tls.keyFile " +
+	"(--tls-cert/--tls-key), or server.insecureHTTP: true (--insecure-http) only behind a proxy that terminates TLS")
+
+// NewHTTPServer returns the http.Server Serve uses: every timeout and the
+// header bound set, so a slow or oversized client cannot hold a goroutine.
+// The admission webhook server is built the same way.
+func NewHTTPServer(h http.Handler, opts Options, log *slog.Logger) *http.Server {
+	maxHeader := opts.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         opts.TLS,
+		ReadHeaderTimeout: orDefault(opts.ReadHeaderTimeout, 5*time.Second),
+		ReadTimeout:       orDefault(opts.ReadTimeout, 30*time.Second),
+		WriteTimeout:      orDefault(opts.WriteTimeout, 30*time.Second),
+		IdleTimeout:       orDefault(opts.IdleTimeout, 120*time.Second),
+		MaxHeaderBytes:    maxHeader,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
 // Serve serves on ln until ctx is cancelled, then stops accepting, waits
-// (up to ShutdownTimeout) for in-flight requests, and returns.
+// (up to ShutdownTimeout) for in-flight requests, and returns. It serves
+// TLS when opts.TLS is set, plain HTTP only with opts.InsecureHTTP, and
+// refuses to start otherwise (secure by default).
 func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv := &http.Server{
-		Handler:           Handler(opts),
-		ReadHeaderTimeout: orDefault(opts.ReadHeaderTimeout, 5*time.Second),
-		ReadTimeout:       orDefault(opts.ReadTimeout, 30*time.Second),
-		WriteTimeout:      orDefault(opts.WriteTimeout, 30*time.Second),
-		IdleTimeout:       orDefault(opts.IdleTimeout, 120*time.Second),
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	if opts.TLS == nil && !opts.InsecureHTTP {
+		return ErrPlainHTTP
 	}
+	srv := NewHTTPServer(Handler(opts), opts, log)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String())
+	if opts.TLS != nil {
+		// The certificate comes from TLS (GetCertificate), not from files.
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		log.Info("serving", "addr", ln.Addr().String(), "tls", true)
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+		log.Warn("serving PLAIN HTTP without TLS (server.insecureHTTP): webhook signatures and API tokens cross the network "+
+			"in clear unless a proxy in front terminates TLS", "addr", ln.Addr().String(), "tls", false)
+		log.Info("serving", "addr", ln.Addr().String(), "tls", false)
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server: %w", err)

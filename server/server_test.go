@@ -99,7 +99,7 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- server.Serve(ctx, ln, server.Options{Webhook: slow, ShutdownTimeout: 10 * time.Second})
+		served <- server.Serve(ctx, ln, server.Options{Webhook: slow, ShutdownTimeout: 10 * time.Second, InsecureHTTP: true})
 	}()
 	got := make(chan int, 1)
 	go func() {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the receiver's metrics; nil: none.
 	Registerer prometheus.Registerer
+	// RepoLimit, if set, rate-limits verified pushes per repository: a
+	// refusal is answered 429 with Retry-After (GitHub shows it; the
+	// delivery can be redelivered).
+	RepoLimit func(repo string) (ok bool, retryAfter time.Duration)
+	// Backlog, if set with MaxQueuedPerRepo > 0, counts a repository's
+	// queued runs; a push beyond the bound is refused with 503 and
+	// counted (outcome queue_full), never silently dropped.
+	Backlog          func(ctx context.Context, repo string) (int, error)
+	MaxQueuedPerRepo int
 }
 
 // Handler serves POST /webhooks/github.
@@ -78,7 +89,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	h.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gantry_webhook_deliveries_total",
-		Help: "GitHub webhook deliveries, by outcome (queued, duplicate, ignored, ping, unauthorized, too_large, bad_request, method_not_allowed, unsupported_media_type, error).",
+		Help: "GitHub webhook deliveries, by outcome (queued, duplicate, ignored, ping, unauthorized, too_large, bad_request, method_not_allowed, unsupported_media_type, rate_limited, queue_full, error).",
 	}, []string{"outcome"})
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(h.deliveries); err != nil {
@@ -170,8 +181,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.DeliveryID = delivery
+	if h.opts.RepoLimit != nil {
+		if ok, retry := h.opts.RepoLimit(strings.ToLower(req.Repo)); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
+			refuse(http.StatusTooManyRequests, "rate_limited", "too many pushes for "+req.Repo+"; redeliver after Retry-After seconds")
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.EnqueueTimeout)
 	defer cancel()
+	if h.opts.Backlog != nil && h.opts.MaxQueuedPerRepo > 0 {
+		n, err := h.opts.Backlog(ctx, req.Repo)
+		if err != nil || n >= h.opts.MaxQueuedPerRepo {
+			reason := fmt.Sprintf("%s already has %d queued runs (webhooks.maxQueuedPerRepo); redeliver later", req.Repo, n)
+			if err != nil { // fail closed: an unknown backlog is not an empty one
+				log.Error("webhook delivery refused: backlog unknown", "repo", req.Repo, "err", err)
+				reason = "the run backlog could not be read; redeliver later"
+			}
+			w.Header().Set("Retry-After", "60")
+			refuse(http.StatusServiceUnavailable, "queue_full", reason)
+			return
+		}
+	}
 	res, err := h.opts.Queue.Enqueue(ctx, req)
 	if err != nil {
 		h.deliveries.WithLabelValues("error").Inc()

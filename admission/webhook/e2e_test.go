@@ -34,10 +34,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/admission"
-	"github.com/gantry-dev/gantry/admission/certs"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/chart"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/tlsreload"
 )
 
 func randomSuffix() string {
@@ -120,13 +120,13 @@ func setupE2E(t *testing.T) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, certPEM, keyPEM, err := certs.Generate([]string{"127.0.0.1"}, 24*time.Hour)
+	caPEM, certPEM, keyPEM, err := tlsreload.Generate([]string{"127.0.0.1"}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "tls.crt"), certPEM)
 	writeFile(t, filepath.Join(dir, "tls.key"), keyPEM)
-	rl, err := certs.NewReloader(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	rl, err := tlsreload.NewReloader(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

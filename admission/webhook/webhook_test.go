@@ -18,8 +18,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/gantry-dev/gantry/admission"
-	"github.com/gantry-dev/gantry/admission/certs"
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/tlsreload"
 )
 
 func newHandler(t testing.TB) *Handler {
@@ -152,11 +152,11 @@ func TestMethodsAndProbes(t *testing.T) {
 // without a restart.
 func TestServeTLSAndReload(t *testing.T) {
 	dir := t.TempDir()
-	files, err := certs.SelfSigned(dir, []string{"127.0.0.1"}, time.Hour*48)
+	files, err := tlsreload.SelfSigned(dir, []string{"127.0.0.1"}, time.Hour*48)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl, err := certs.NewReloader(files.Cert, files.Key)
+	rl, err := tlsreload.NewReloader(files.Cert, files.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestServeTLSAndReload(t *testing.T) {
 		t.Fatalf("%s", body)
 	}
 	// Rotate: a new CA and certificate in place of the old files.
-	caPEM, certPEM, keyPEM, err := certs.Generate([]string{"127.0.0.1"}, time.Hour)
+	caPEM, certPEM, keyPEM, err := tlsreload.Generate([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

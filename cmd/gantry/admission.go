@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/admission"
-	"github.com/gantry-dev/gantry/admission/certs"
 	"github.com/gantry-dev/gantry/admission/webhook"
+	"github.com/gantry-dev/gantry/internal/tlsreload"
 )
 
 func init() {
@@ -45,7 +45,7 @@ Security Standards, no root containers. See docs/admission.md.`,
 				if ac.TLS.CertFile != "" {
 					return usageError("--tls-self-signed and a certificate file are mutually exclusive")
 				}
-				files, err := certs.SelfSigned(*selfSigned, splitList(*hosts), 365*24*time.Hour)
+				files, err := tlsreload.SelfSigned(*selfSigned, splitList(*hosts), 365*24*time.Hour)
 				if err != nil {
 					return fmt.Errorf("--tls-self-signed: %w", err)
 				}
@@ -58,7 +58,7 @@ Security Standards, no root containers. See docs/admission.md.`,
 			if ac.TLS.CertFile == "" {
 				return usageError("no serving certificate: set admission.tls.certFile/keyFile, --tls-cert/--tls-key, or --tls-self-signed DIR")
 			}
-			rl, err := certs.NewReloader(ac.TLS.CertFile, ac.TLS.KeyFile)
+			rl, err := tlsreload.NewReloader(ac.TLS.CertFile, ac.TLS.KeyFile)
 			if err != nil {
 				return err
 			}

@@ -36,6 +36,9 @@ to the queue.`,
 		keys["server.listen"] = "listen"
 		keys["webhooks.githubSecretFiles"] = "github-webhook-secret-file"
 		keys["api.tokensFile"] = "api-tokens-file"
+		for k, name := range serverSecurityFlags(cmd) {
+			keys[k] = name
+		}
 		cmd.PreRunE = withConfigFlags(a, keys)
 		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return serve(cmd, a) }
 		return cmd
@@ -66,12 +69,21 @@ func serve(cmd *cobra.Command, a *app) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hard, err := newHardening(a, reg)
+	if err != nil {
+		return err
+	}
 
 	q, err := openQueue(ctx, a, reg)
 	if err != nil {
 		return err
 	}
 	defer q.Close()
+	queued, stopBacklog, err := backlog(ctx, a, q)
+	if err != nil {
+		return err
+	}
+	defer stopBacklog()
 
 	repos := make([]webhooks.Repo, 0, len(cfg.Webhooks.Repos))
 	for _, r := range cfg.Webhooks.Repos {
@@ -82,6 +94,7 @@ func serve(cmd *cobra.Command, a *app) error {
 		Secrets: secrets, Repos: repos, Queue: q, EnqueueTimeout: cfg.Webhooks.EnqueueTimeout,
 		RunURL: func(id string) string { return base + "/api/v1/runs/" + id },
 		Logger: a.log, Registerer: reg,
+		RepoLimit: hard.repoLimit, Backlog: queued, MaxQueuedPerRepo: cfg.Webhooks.MaxQueuedPerRepo,
 	})
 	if err != nil {
 		return err
@@ -102,7 +115,8 @@ func serve(cmd *cobra.Command, a *app) error {
 	go func() { workersDone <- q.Work(wctx, workerOptions(a, st)) }()
 
 	err = server.Serve(ctx, ln, server.Options{
-		Webhook: hook, API: apiHandler, Ready: q.Ready, Gatherer: reg,
+		Webhook: hard.webhook(hook), API: hard.api(apiHandler), Ready: q.Ready, Gatherer: reg,
+		TLS: hard.tls, InsecureHTTP: cfg.Server.InsecureHTTP, MaxHeaderBytes: cfg.Server.MaxHeaderBytes,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
 		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: a.log,

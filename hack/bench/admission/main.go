@@ -31,10 +31,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/gantry-dev/gantry/admission"
-	"github.com/gantry-dev/gantry/admission/certs"
 	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/tlsreload"
 )
 
 func main() {
@@ -102,7 +102,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 	if err != nil {
 		return err
 	}
-	caPEM, certPEM, keyPEM, err := certs.Generate([]string{"127.0.0.1"}, time.Hour)
+	caPEM, certPEM, keyPEM, err := tlsreload.Generate([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,13 @@
 // JetStream on a temporary data dir, or -nats-url). It prints deliveries/s
 // and the p50/p90/p99/max latency to the 202.
 //
-//	go run ./hack/bench/webhooks [-n 20000] [-c 16] [-branches 100] [-sync]
+//	go run ./hack/bench/webhooks [-n 20000] [-c 16] [-branches 100] [-sync] [-flood 16 -flood-sources 1]
+//
+// With -flood N, N more senders post deliveries with bad signatures from
+// other loopback addresses (127.1.0.x) during the run, through the same
+// failed-authentication guard `gantry serve` puts in front of the receiver
+// (server.rateLimits.failedAuthPerSource at its default); the figures for
+// the valid deliveries show what the flood costs them.
 //
 // Every delivery has a new delivery id (replay guard write), a new run
 // record, a queue message and, with cancelSuperseded on (the default), a
@@ -26,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/server"
 	"github.com/gantry-dev/gantry/webhooks"
@@ -38,14 +46,17 @@ func main() {
 	natsURL := flag.String("nats-url", "", "external NATS JetStream (default: embedded on a temporary dir)")
 	syncAlways := flag.Bool("sync", false, "embedded server fsyncs every write (queue.syncAlways)")
 	supersede := flag.Bool("supersede", true, "queue.cancelSuperseded")
+	flood := flag.Int("flood", 0, "concurrent senders of badly signed deliveries during the run")
+	floodSources := flag.Int("flood-sources", 1, "distinct loopback addresses the flood comes from")
+	guarded := flag.Bool("guard", true, "put the failed-authentication guard in front of the receiver (as gantry serve does)")
 	flag.Parse()
-	if err := run(*n, *c, *branches, *natsURL, *syncAlways, *supersede); err != nil {
+	if err := run(*n, *c, *branches, *natsURL, *syncAlways, *supersede, *flood, *floodSources, *guarded); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, conc, branches int, natsURL string, syncAlways, supersede bool) error {
+func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, flood, floodSources int, guarded bool) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "gantry-bench-webhooks-")
 	if err != nil {
@@ -74,7 +85,14 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool) erro
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(sctx, ln, server.Options{Webhook: hook}) }()
+	fa := config.DefaultRateLimits().FailedAuthPerSource
+	guard := &ratelimit.Guard{Endpoint: "webhook", LimitName: "webhook_source",
+		Failures: ratelimit.New(ratelimit.Limit{Rate: fa.Rate, Burst: fa.Burst}, 100000)}
+	var h http.Handler = hook
+	if guarded {
+		h = guard.Wrap(hook)
+	}
+	go func() { served <- server.Serve(sctx, ln, server.Options{Webhook: h, InsecureHTTP: true}) }()
 	url := "http://" + ln.Addr().String() + "/webhooks/github"
 
 	// Payloads are built and signed up front: the sender's own work is not
@@ -122,6 +140,41 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool) erro
 			return err
 		}
 	}
+	var floodSent, floodLimited, floodUnauthorized atomic.Int64
+	floodDone := make(chan struct{})
+	var floodWG sync.WaitGroup
+	for i := range flood {
+		src := &net.TCPAddr{IP: net.IPv4(127, 1, 0, byte(1+i%max(1, floodSources)))}
+		fc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+			DialContext: (&net.Dialer{LocalAddr: src}).DialContext, MaxIdleConnsPerHost: 1}}
+		floodWG.Go(func() {
+			for j := 0; ; j++ {
+				select {
+				case <-floodDone:
+					return
+				default:
+				}
+				d := ds[j%len(ds)]
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(d.body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-GitHub-Event", "push")
+				req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("flood-%d-%d", i, j))
+				req.Header.Set("X-Hub-Signature-256", "sha256="+fmt.Sprintf("%064x", j))
+				resp, err := fc.Do(req)
+				if err != nil {
+					continue
+				}
+				resp.Body.Close()
+				floodSent.Add(1)
+				switch resp.StatusCode {
+				case http.StatusTooManyRequests:
+					floodLimited.Add(1)
+				case http.StatusUnauthorized:
+					floodUnauthorized.Add(1)
+				}
+			}
+		})
+	}
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var firstErr error
@@ -146,6 +199,8 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool) erro
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	close(floodDone)
+	floodWG.Wait()
 	stop()
 	<-served
 	if firstErr != nil {
@@ -167,5 +222,9 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool) erro
 	fmt.Printf("latency to 202: p50 %s  p90 %s  p99 %s  max %s\n",
 		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
 	fmt.Printf("queued messages: %d (every 202 is a durable queue entry)\n", depth)
+	if flood > 0 {
+		fmt.Printf("flood (guard=%v): %d senders from %d addresses, %d bad deliveries (%.0f/s): %d answered 401, %d refused 429 before any HMAC\n",
+			guarded, flood, floodSources, floodSent.Load(), float64(floodSent.Load())/elapsed.Seconds(), floodUnauthorized.Load(), floodLimited.Load())
+	}
 	return nil
 }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/auth"
+	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/ratelimit"
+	"github.com/gantry-dev/gantry/internal/tlsreload"
+	"github.com/gantry-dev/gantry/pipelines"
+)
+
+// serverSecurityFlags adds `gantry serve`'s TLS flags and returns their keys.
+func serverSecurityFlags(cmd *cobra.Command) map[string]string {
+	fl := cmd.Flags()
+	fl.String("tls-cert", "", "serving certificate file, reloaded when it changes (server.tls.certFile)")
+	fl.String("tls-key", "", "serving key file (server.tls.keyFile)")
+	fl.Bool("insecure-http", false, "serve plain HTTP, only behind a proxy that terminates TLS (server.insecureHTTP)")
+	return map[string]string{"server.tls.certFile": "tls-cert", "server.tls.keyFile": "tls-key", "server.insecureHTTP": "insecure-http"}
+}
+
+// hardening is the wiring of server.tls and server.rateLimits for
+// `gantry serve`: the TLS configuration and the limits in front of the
+// webhook receiver and the API.
+type hardening struct {
+	tls *tls.Config
+	// webhook wraps the receiver: failed-auth budget and rate per source.
+	webhook func(http.Handler) http.Handler
+	// api wraps the API before authentication (failed-auth budget, rate
+	// per source); perPrincipal limits after authentication.
+	api          func(http.Handler) http.Handler
+	perPrincipal func(http.Handler) http.Handler
+	repoLimit    func(repo string) (bool, time.Duration)
+}
+
+func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
+	s := a.cfg.Server
+	h := &hardening{}
+	switch {
+	case s.TLS.CertFile != "":
+		rl, err := tlsreload.NewReloader(s.TLS.CertFile, s.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		h.tls = rl.TLSConfig()
+	case !s.InsecureHTTP:
+		return nil, usageError("no serving certificate: set server.tls.certFile and server.tls.keyFile (--tls-cert/--tls-key), " +
+			"or server.insecureHTTP: true (--insecure-http) only behind a proxy that terminates TLS")
+	}
+	rl := s.RateLimits
+	trusted, err := config.ParsePrefixes(rl.TrustedProxies)
+	if err != nil {
+		return nil, usageError("server.rateLimits.trustedProxies: " + err.Error())
+	}
+	m, err := ratelimit.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	lim := func(l config.RateLimit) *ratelimit.Keyed {
+		return ratelimit.New(ratelimit.Limit{Rate: l.Rate, Burst: l.Burst}, rl.MaxTrackedKeys)
+	}
+	sources := ratelimit.Sources{Trusted: trusted}
+	// One failure budget per source across both endpoints: guessing
+	// tokens and forging signatures drain the same bucket.
+	failures := lim(rl.FailedAuthPerSource)
+	h.webhook = (&ratelimit.Guard{Endpoint: "webhook", LimitName: "webhook_source", Sources: sources,
+		PerSource: lim(rl.WebhookPerSource), Failures: failures, Metrics: m}).Wrap
+	h.api = (&ratelimit.Guard{Endpoint: "api", LimitName: "api_source", Sources: sources,
+		Failures: failures, Metrics: m}).Wrap
+	h.perPrincipal = ratelimit.PerKey(lim(rl.APIPerToken), "api_token", "too many requests for this token", m,
+		func(r *http.Request) string {
+			if p, ok := auth.FromContext(r.Context()); ok {
+				return p.Method + ":" + p.Subject
+			}
+			return ""
+		})
+	if repo := lim(rl.WebhookPerRepo); repo != nil {
+		h.repoLimit = func(name string) (bool, time.Duration) {
+			ok, retry := repo.Allow(name)
+			if !ok {
+				m.Limited("webhook_repo")
+			}
+			return ok, retry
+		}
+	}
+	if s.InsecureHTTP {
+		a.log.Warn("server.insecureHTTP is set: TLS must be terminated by a proxy in front of gantry serve")
+	}
+	return h, nil
+}
+
+// backlog returns the receiver's queued-runs counter, or nil when the
+// bound is off (webhooks.maxQueuedPerRepo: 0).
+func backlog(ctx context.Context, a *app, q *pipelines.Queue) (func(context.Context, string) (int, error), func(), error) {
+	if a.cfg.Webhooks.MaxQueuedPerRepo <= 0 {
+		return nil, func() {}, nil
+	}
+	b, err := q.WatchBacklog(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.Queued, func() { _ = b.Close() }, nil
+}
