@@ -34,6 +34,9 @@ type Options struct {
 	// Timeout bounds each request's store calls.
 	Timeout time.Duration
 	Logger  *slog.Logger
+	// AfterAuth, if set, wraps every route once the caller is known (the
+	// per-token rate limit of server.rateLimits.apiPerToken).
+	AfterAuth func(http.Handler) http.Handler
 }
 
 // New returns the handler for /api/v1/..., every route behind Auth and a
@@ -53,7 +56,11 @@ func New(opts Options) (http.Handler, error) {
 	for _, rt := range a.routes() {
 		mux.Handle(rt.Pattern, auth.Require(rt.Scope, authError, rt.handler))
 	}
-	return auth.Middleware(opts.Auth, authError)(mux), nil
+	var inner http.Handler = mux
+	if opts.AfterAuth != nil {
+		inner = opts.AfterAuth(mux)
+	}
+	return auth.Middleware(opts.Auth, authError)(inner), nil
 }
 
 // Route is one API route and the scope it needs.

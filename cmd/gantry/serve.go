@@ -99,7 +99,7 @@ func serve(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return err
 	}
-	apiHandler, err := api.New(api.Options{Store: q, Auth: tokens, Timeout: cfg.Queue.Timeout, Logger: a.log})
+	apiHandler, err := api.New(api.Options{Store: q, Auth: tokens, Timeout: cfg.Queue.Timeout, Logger: a.log, AfterAuth: hard.perPrincipal})
 	if err != nil {
 		return err
 	}
