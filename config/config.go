@@ -45,6 +45,7 @@ type Config struct {
 	Tokens    Tokens    `yaml:"tokens"`
 	Audit     Audit     `yaml:"audit"`
 	Dashboard Dashboard `yaml:"dashboard"`
+	Pipeline  Pipeline  `yaml:"pipeline"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -75,6 +76,7 @@ func Default() *Config {
 		Tokens:    Tokens{},
 		Audit:     DefaultAudit(),
 		Dashboard: DefaultDashboard(),
+		Pipeline:  DefaultPipeline(),
 	}
 }
 

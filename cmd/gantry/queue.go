@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,9 +45,14 @@ func withConfigFlags(a *app, keys map[string]string) func(*cobra.Command, []stri
 		for k, name := range keys {
 			a.configFlags[k] = name
 		}
+		// stages(cmd) builds the real stages from this app's config.
+		cmd.SetContext(context.WithValue(cmd.Context(), appKey{}, a))
 		return a.load(cmd)
 	}
 }
+
+// appKey carries the *app in a command's context, for stages(cmd).
+type appKey struct{}
 
 // openQueue opens the run queue as configured.
 func openQueue(ctx context.Context, a *app, reg prometheus.Registerer) (*pipelines.Queue, error) {
@@ -63,14 +70,29 @@ func openQueue(ctx context.Context, a *app, reg prometheus.Registerer) (*pipelin
 	})
 }
 
-// stages returns the pipeline's stage list. The real stages (lint, build,
-// scan, sign, deploy, notify) are wired here by issue 9; until then a run
-// has no stages and passes once a worker picked it up.
+// stages returns the pipeline's stage list: the real stages (checkout,
+// lint, build, scan, sign, deploy, notify; see pipelines/stages) wired to
+// the configured builder, scanner, signer, deployer and notifier. They live
+// as long as the process.
 func stages(cmd *cobra.Command) ([]pipelines.Stage, error) {
 	if spec, _ := cmd.Flags().GetString("test-stages"); spec != "" {
 		return pipelinestest.ParseStages(spec)
 	}
-	return nil, nil
+	a, _ := cmd.Context().Value(appKey{}).(*app)
+	if a == nil {
+		return nil, errors.New("internal: no configuration for the pipeline stages")
+	}
+	base := strings.TrimRight(a.cfg.API.PublicURL, "/")
+	p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{
+		runURL:     func(id string) string { return base + "/api/v1/runs/" + id },
+		logReports: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pipeline stages: %w", err)
+	}
+	// Released when the command ends (its context is cancelled then).
+	context.AfterFunc(cmd.Context(), closeFn)
+	return p.Stages(), nil
 }
 
 func workerOptions(a *app, st []pipelines.Stage) pipelines.WorkerOptions {

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/pipelines"
+	pstages "github.com/gantry-dev/gantry/pipelines/stages"
+)
+
+func init() {
+	register(func(a *app) *cobra.Command {
+		cmd := &cobra.Command{
+			Use:   "run [DIR | --repo URL --commit SHA]",
+			Short: "Run the whole pipeline once, without a server: checkout, lint, build, scan, sign, deploy, notify",
+			Long: `run executes the pipeline of gantry serve once, in this process, for one commit:
+the committed HEAD of the git repository at DIR (default .; uncommitted changes
+are not built), or --commit of --repo. Progress streams to stderr; the result
+goes to stdout. Exit 0 every function passed, 1 a policy failure (lint
+threshold, scan gate, admission denial), 2 any other error.
+
+The repository's gantry.yaml (or stack.yml) names the functions; the stages use
+the configuration's builder, lint, scanner, signer, deploy and notify sections.
+See docs/pipeline.md.`,
+			Args: cobra.MaximumNArgs(1),
+		}
+		fl := cmd.Flags()
+		repoURL := fl.String("repo", "", "clone URL of the repository (with --commit), instead of DIR")
+		commit := fl.String("commit", "", "commit SHA to run (default: HEAD of DIR)")
+		ref := fl.String("ref", "", "git ref the commit was pushed to, for the record and provenance (default: DIR's branch)")
+		repoName := fl.String("name", "", "repository as owner/name, for statuses and labels (default $GITHUB_REPOSITORY, else DIR's name)")
+		delivery := fl.String("delivery-id", "", "id recorded as the trigger in the provenance (default $GITHUB_RUN_ID, else local)")
+		sarifDir := fl.String("sarif-dir", "", "write lint-FUNCTION.sarif and scan-FUNCTION.sarif here (GitHub code scanning)")
+		reportDir := fl.String("report-dir", "", "write every report here: lint SARIF, scan JSON/SARIF/markdown, CycloneDX SBOM")
+		summaryFile := fl.String("summary-file", "", "append a markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+		noDeploy := fl.Bool("no-deploy", false, "stop after signing (pipeline.deploy: false)")
+		sign := fl.Bool("sign", true, "sign and attest the images (--sign=false skips it; admission then refuses them)")
+		format := outputFlag(cmd, "text", "json")
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			out, err := format()
+			if err != nil {
+				return err
+			}
+			run, err := localRun(args, *repoURL, *commit, *ref, *repoName, *delivery, a.env)
+			if err != nil {
+				return err
+			}
+			cfg := a.cfg
+			// The repository was named on this command line, by its user:
+			// a local path is fine here (never for webhook URLs).
+			cfg.Pipeline.AllowLocalRepos = true
+			if *noDeploy {
+				cfg.Pipeline.Deploy = false
+			}
+			sink := &reportFiles{sarifDir: *sarifDir, dir: *reportDir, md: map[string]string{}}
+			p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{noSign: !*sign, reports: sink.write})
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			fmt.Fprintf(a.stderr, "gantry run %s: %s at %s (%s)\n", run.ID, run.Repo, run.Commit, run.Ref)
+			final, stageErr := pstages.RunOnce(cmd.Context(), run, p.Stages(), a.stderr)
+			if err := sink.firstErr(); err != nil {
+				return err
+			}
+			fns, _ := pstages.State(*final)
+			if *summaryFile != "" {
+				if err := appendSummary(*summaryFile, final, fns, sink); err != nil {
+					return fmt.Errorf("--summary-file: %w", err)
+				}
+			}
+			if out == "json" {
+				if err := writeJSON(a.stdout, runOutput{Run: final, Functions: fns}); err != nil {
+					return err
+				}
+			} else {
+				writeRunText(a.stdout, final, fns)
+			}
+			switch final.State {
+			case pipelines.StatePassed:
+				return nil
+			case pipelines.StateFailed:
+				return policyFailure(errors.New(final.Message))
+			default:
+				if stageErr == nil {
+					stageErr = errors.New(final.Message)
+				}
+				return stageErr
+			}
+		}
+		return cmd
+	})
+}
+
+type runOutput struct {
+	Run       *pipelines.Run           `json:"run"`
+	Functions []pstages.FunctionResult `json:"functions"`
+}
+
+// localRun builds the run record for the command's arguments.
+func localRun(args []string, repoURL, commit, ref, repoName, delivery string, env []string) (*pipelines.Run, error) {
+	now := time.Now().UTC()
+	run := &pipelines.Run{ID: pipelines.NewRunID(now), CreatedAt: now, State: pipelines.StateQueued,
+		Commit: commit, Ref: ref, Repo: repoName, DeliveryID: delivery}
+	if run.DeliveryID == "" {
+		run.DeliveryID = cmpOr(lookupEnv(env, "GITHUB_RUN_ID"), "local")
+	}
+	if run.Repo == "" {
+		run.Repo = lookupEnv(env, "GITHUB_REPOSITORY")
+	}
+	switch {
+	case repoURL != "" && len(args) > 0:
+		return nil, errors.New("give DIR or --repo, not both")
+	case repoURL != "":
+		if commit == "" {
+			return nil, errors.New("--repo needs --commit (a full SHA): a run builds one exact commit")
+		}
+		run.CloneURL = repoURL
+		if run.Repo == "" {
+			run.Repo = strings.TrimSuffix(filepath.Base(strings.TrimRight(repoURL, "/")), ".git")
+		}
+	default:
+		dir := "."
+		if len(args) > 0 {
+			dir = args[0]
+		}
+		repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{DetectDotGit: true})
+		if err != nil {
+			return nil, fmt.Errorf("%s is not in a git repository (%v): gantry run builds a commit; commit your files, or use --repo URL --commit SHA", dir, err)
+		}
+		wt, err := repo.Worktree()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		root, _ := filepath.Abs(wt.Filesystem.Root())
+		head, err := repo.Head()
+		if err != nil {
+			return nil, fmt.Errorf("%s: no HEAD commit: %w", root, err)
+		}
+		run.CloneURL = root
+		if run.Commit == "" {
+			run.Commit = head.Hash().String()
+		}
+		if run.Ref == "" && head.Name().IsBranch() {
+			run.Ref = head.Name().String()
+		}
+		if run.Repo == "" {
+			run.Repo = filepath.Base(root)
+		}
+	}
+	return run, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func writeRunText(w io.Writer, run *pipelines.Run, fns []pstages.FunctionResult) {
+	fmt.Fprintf(w, "run %s: %s\n", run.ID, strings.ToUpper(string(run.State)))
+	if run.Message != "" {
+		fmt.Fprintf(w, "  %s\n", run.Message)
+	}
+	for _, f := range fns {
+		state := "passed"
+		if f.FailedStage != "" {
+			state = "FAILED at " + f.FailedStage
+		}
+		fmt.Fprintf(w, "function %s: %s\n", f.Name, state)
+		if f.Image != "" {
+			fmt.Fprintf(w, "  image    %s\n", f.Image)
+		}
+		for _, d := range f.Deployed {
+			fmt.Fprintf(w, "  deployed %s\n", d)
+		}
+		if f.Reason != "" {
+			fmt.Fprintf(w, "  reason   %s\n", f.Reason)
+		}
+		for _, fd := range f.Findings {
+			fix := "no fix"
+			if fd.Fixed != "" {
+				fix = "fixed in " + fd.Fixed
+			}
+			fmt.Fprintf(w, "  %-8s %s %s %s (%s)\n", fd.Severity, fd.ID, fd.Package, fd.Installed, fix)
+		}
+	}
+}
+
+// reportFiles writes the reports `gantry run` was asked for.
+type reportFiles struct {
+	sarifDir, dir string
+	mu            sync.Mutex
+	err           error
+	md            map[string]string // function → scan markdown
+}
+
+func (r *reportFiles) write(_ pipelines.Run, fn, name string, body []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == "scan.md" {
+		r.md[fn] = string(body)
+	}
+	put := func(dir, file string) {
+		if dir == "" || r.err != nil {
+			return
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			r.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), body, 0o644); err != nil {
+			r.err = err
+		}
+	}
+	if strings.HasSuffix(name, ".sarif") {
+		put(r.sarifDir, strings.TrimSuffix(name, ".sarif")+"-"+fn+".sarif")
+	}
+	put(r.dir, fn+"."+name)
+}
+
+func (r *reportFiles) firstErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return fmt.Errorf("writing reports: %w", r.err)
+	}
+	return nil
+}
+
+// appendSummary appends a markdown summary (GitHub's step summary file is
+// shared by the job's steps, so it is appended to, never replaced).
+func appendSummary(path string, run *pipelines.Run, fns []pstages.FunctionResult, r *reportFiles) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Gantry run: %s\n\n", run.State)
+	if run.Message != "" {
+		fmt.Fprintf(&b, "%s\n\n", mdEscape(run.Message))
+	}
+	b.WriteString("| function | result | image |\n| --- | --- | --- |\n")
+	for _, f := range fns {
+		res := "passed"
+		if f.FailedStage != "" {
+			res = "failed at " + f.FailedStage + ": " + f.Reason
+		}
+		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", mdEscape(f.Name), mdEscape(res), f.Image)
+	}
+	r.mu.Lock()
+	for _, f := range fns {
+		if md := r.md[f.Name]; md != "" {
+			fmt.Fprintf(&b, "\n### %s\n\n%s\n", mdEscape(f.Name), md)
+		}
+	}
+	r.mu.Unlock()
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.WriteString(b.String()); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// mdEscape keeps untrusted text (function names, messages) from breaking
+// the table or injecting markup.
+func mdEscape(s string) string {
+	r := strings.NewReplacer("|", `\|`, "\n", " ", "<", "&lt;", ">", "&gt;", "`", "'", "*", `\*`, "_", `\_`, "[", `\[`)
+	return r.Replace(s)
+}
