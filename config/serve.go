@@ -224,15 +224,17 @@ type API struct {
 	// PublicURL is the external base URL (https://gantry.example.com) used
 	// in links to runs; empty: links are relative.
 	PublicURL string `yaml:"publicURL"`
+	// OIDC accepts ID tokens of an OpenID Connect issuer (config/oidc.go).
+	OIDC OIDC `yaml:"oidc"`
 }
 
 // DefaultAPI returns the API defaults.
-func DefaultAPI() API { return API{} }
+func DefaultAPI() API { return API{OIDC: DefaultOIDC()} }
 
 // Validate checks the public URL.
 func (a *API) Validate() error {
 	if a.PublicURL != "" && !strings.HasPrefix(a.PublicURL, "https://") && !strings.HasPrefix(a.PublicURL, "http://") {
 		return fmt.Errorf("api.publicURL %q: want an http(s) URL", a.PublicURL)
 	}
-	return nil
+	return a.OIDC.validate()
 }

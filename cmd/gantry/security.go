@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/auth"
+	"github.com/gantry-dev/gantry/auth/oidc"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
@@ -38,6 +39,9 @@ type hardening struct {
 	api          func(http.Handler) http.Handler
 	perPrincipal func(http.Handler) http.Handler
 	repoLimit    func(repo string) (bool, time.Duration)
+	// oidc verifies ID tokens of api.oidc.issuer; nil when off. Put it in
+	// the auth.Chain of the API and the dashboard.
+	oidc auth.Authenticator
 }
 
 func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
@@ -92,6 +96,26 @@ func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
 	}
 	if s.InsecureHTTP {
 		a.log.Warn("server.insecureHTTP is set: TLS must be terminated by a proxy in front of gantry serve")
+	}
+	if o := a.cfg.API.OIDC; o.Enabled() {
+		groups := make([]oidc.GroupScopes, 0, len(o.Groups))
+		for _, g := range o.Groups {
+			gs := oidc.GroupScopes{Group: g.Group}
+			for _, sc := range g.Scopes {
+				gs.Scopes = append(gs.Scopes, auth.Scope(sc))
+			}
+			groups = append(groups, gs)
+		}
+		v, err := oidc.New(context.Background(), oidc.Config{
+			Issuer: o.Issuer, Audience: o.Audience, JWKSURL: o.JWKSURL, JWKSFile: o.JWKSFile, CAFile: o.CAFile,
+			Algorithms: o.Algorithms, SubjectClaim: o.SubjectClaim, GroupsClaim: o.GroupsClaim, Groups: groups,
+			Leeway: o.Leeway, Logger: a.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("api.oidc: %w", err)
+		}
+		h.oidc = v
+		a.log.Info("OIDC ID tokens accepted", "issuer", o.Issuer, "audience", o.Audience)
 	}
 	return h, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/server"
 	"github.com/gantry-dev/gantry/webhooks"
 )
@@ -99,7 +100,7 @@ func serve(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return err
 	}
-	apiHandler, err := api.New(api.Options{Store: q, Auth: tokens, Timeout: cfg.Queue.Timeout, Logger: a.log, AfterAuth: hard.perPrincipal})
+	apiHandler, err := api.New(api.Options{Store: q, Auth: auth.Chain{tokens, hard.oidc}, Timeout: cfg.Queue.Timeout, Logger: a.log, AfterAuth: hard.perPrincipal})
 	if err != nil {
 		return err
 	}
