@@ -21,6 +21,10 @@ type Pipeline struct {
 	// Only for the demo and tests: a webhook's clone URL must never reach
 	// the worker's own disk.
 	AllowLocalRepos bool `yaml:"allowLocalRepos"`
+	// Mirrors maps a repository (owner/name) to the URL fetched instead of
+	// the push's clone URL: an internal mirror, or, with allowLocalRepos,
+	// a local path (the demo).
+	Mirrors map[string]string `yaml:"mirrors"`
 	// GitTokenFile holds an HTTPS token (PAT or GitHub App installation
 	// token) used to fetch private repositories.
 	GitTokenFile string `yaml:"gitTokenFile"`

@@ -279,7 +279,14 @@ func (p *Pipeline) fetch(ctx context.Context, run pipelines.Run) (*source.Checko
 	if err != nil {
 		return nil, err
 	}
-	return source.Fetch(ctx, source.Request{URL: run.CloneURL, Commit: run.Commit, Dir: dir, Auth: auth,
+	url := run.CloneURL
+	if m := p.d.Config.Pipeline.Mirrors[run.Repo]; m != "" {
+		url = m
+	}
+	if url == "" {
+		return nil, pipelines.Fail("the run names no clone URL for %s (and pipeline.mirrors has none)", run.Repo)
+	}
+	return source.Fetch(ctx, source.Request{URL: url, Commit: run.Commit, Dir: dir, Auth: auth,
 		AllowLocal: p.d.Config.Pipeline.AllowLocalRepos})
 }
 
