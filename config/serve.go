@@ -27,6 +27,10 @@ type Server struct {
 	InsecureHTTP   bool       `yaml:"insecureHTTP"`
 	MaxHeaderBytes int        `yaml:"maxHeaderBytes"`
 	RateLimits     RateLimits `yaml:"rateLimits"`
+	// RunWorkers runs pipeline workers in the serve process; false makes
+	// it a receiver only, with `gantry worker` (and its deploy
+	// permissions) in other pods.
+	RunWorkers bool `yaml:"runWorkers"`
 }
 
 // DefaultServer returns the server defaults.
@@ -34,7 +38,7 @@ func DefaultServer() Server {
 	return Server{
 		Listen: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ShutdownTimeout: 30 * time.Second,
-		MaxHeaderBytes: 64 << 10, RateLimits: DefaultRateLimits(),
+		MaxHeaderBytes: 64 << 10, RateLimits: DefaultRateLimits(), RunWorkers: true,
 	}
 }
 

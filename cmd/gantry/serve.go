@@ -113,7 +113,13 @@ func serve(cmd *cobra.Command, a *app) error {
 	// the last request is either picked up or left safely in the queue.
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	workersDone := make(chan error, 1)
-	go func() { workersDone <- q.Work(wctx, workerOptions(a, st)) }()
+	if cfg.Server.RunWorkers {
+		go func() { workersDone <- q.Work(wctx, workerOptions(a, st)) }()
+	} else {
+		// Receiver only (least privilege): `gantry worker` runs the stages.
+		a.log.Info("no workers in this process (server.runWorkers: false)")
+		workersDone <- nil
+	}
 
 	err = server.Serve(ctx, ln, server.Options{
 		Webhook: hard.webhook(hook), API: hard.api(apiHandler), Ready: q.Ready, Gatherer: reg,
