@@ -125,19 +125,26 @@ func TestRunCommand(t *testing.T) {
 		wantStage  map[string]pipelines.State
 		wantReason string
 		deployed   bool
+		withBye    bool // add a second function, "bye", with the planted CVE
 	}{
 		{"clean image: built, scanned, signed, deployed", scantest.CleanFiles(), nil, exitOK,
 			map[string]pipelines.State{"checkout": pipelines.StatePassed, "lint": pipelines.StatePassed, "build": pipelines.StatePassed,
 				"scan": pipelines.StatePassed, "sign": pipelines.StatePassed, "deploy": pipelines.StatePassed, "notify": pipelines.StatePassed},
-			"", true},
+			"", true, false},
 		{"planted CVE: fails at scan, nothing signed or deployed", scantest.VulnerableFiles(), nil, exitPolicy,
 			map[string]pipelines.State{"build": pipelines.StatePassed, "scan": pipelines.StateFailed, "sign": pipelines.StateCancelled,
 				"deploy": pipelines.StateCancelled},
-			scantest.FixableHigh, false},
+			scantest.FixableHigh, false, false},
 		{"root user: fails at lint", nil, nil, exitPolicy,
-			map[string]pipelines.State{"lint": pipelines.StateFailed, "build": pipelines.StateCancelled}, "gantry-root-user", false},
+			map[string]pipelines.State{"lint": pipelines.StateFailed, "build": pipelines.StateCancelled}, "gantry-root-user", false, false},
+		// Two functions, "bye" with the planted CVE: it stops at scan, hello
+		// goes on to be signed and deployed, and the run fails at notify.
+		{"two functions, one vulnerable", scantest.CleanFiles(), nil, exitPolicy,
+			map[string]pipelines.State{"scan": pipelines.StatePassed, "sign": pipelines.StatePassed, "deploy": pipelines.StatePassed,
+				"notify": pipelines.StateFailed},
+			"bye failed scan", true, true},
 		{"no deploy", scantest.CleanFiles(), []string{"--no-deploy"}, exitOK,
-			map[string]pipelines.State{"sign": pipelines.StatePassed, "deploy": pipelines.StatePassed}, "", false},
+			map[string]pipelines.State{"sign": pipelines.StatePassed, "deploy": pipelines.StatePassed}, "", false, false},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -154,6 +161,10 @@ func TestRunCommand(t *testing.T) {
 				if _, err := wt.Commit("root", &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "d@example.com", When: time.Now()}}); err != nil {
 					t.Fatal(err)
 				}
+			}
+			two := c.withBye
+			if two {
+				addFunction(t, repoDir, "bye", e.BaseImage, image+"-bye", scantest.VulnerableFiles())
 			}
 			sarif, summary := filepath.Join(dir, "sarif"+c.name[:4]), filepath.Join(dir, "summary"+c.name[:4]+".md")
 			args := append([]string{"run", repoDir, "--name", "acme/hello", "--output", "json",
@@ -178,10 +189,19 @@ func TestRunCommand(t *testing.T) {
 				!strings.Contains(stderr, c.wantReason) {
 				t.Errorf("reason %q in neither message %q nor progress", c.wantReason, res.Run.Message)
 			}
-			if len(res.Functions) != 1 {
-				t.Fatalf("functions %+v", res.Functions)
+			if want := map[bool]int{false: 1, true: 2}[two]; len(res.Functions) != want {
+				t.Fatalf("functions %+v, want %d", res.Functions, want)
 			}
 			fn := res.Functions[0]
+			if two {
+				bye := res.Functions[1]
+				if fn.FailedStage != "" || bye.FailedStage != "scan" || len(bye.Findings) == 0 || bye.Findings[0].ID == "" {
+					t.Errorf("hello %+v\nbye %+v", fn, bye)
+				}
+				if _, err := cs.AppsV1().Deployments(ns).Get(ctx, "bye", metav1.GetOptions{}); err == nil {
+					t.Errorf("the vulnerable function was deployed")
+				}
+			}
 			if c.wantCode == exitOK && !strings.HasPrefix(fn.Image, image+"@sha256:") {
 				t.Errorf("image %q, want %s@sha256:…", fn.Image, image)
 			}
@@ -219,5 +239,42 @@ func TestRunCommand(t *testing.T) {
 				t.Errorf("deployment exists: %s", dep.Spec.Template.Spec.Containers[0].Image)
 			}
 		})
+	}
+}
+
+// addFunction adds a second function to the repository's gantry.yaml,
+// with its own Dockerfile and files, and commits.
+func addFunction(t *testing.T, repoDir, fn, base, image string, rootfs map[string]string) {
+	t.Helper()
+	cfg := filepath.Join(repoDir, "gantry.yaml")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, "  - name: "+fn+"\n    context: functions/"+fn+"\n    image: "+image+"\n"...)
+	files := map[string]string{"gantry.yaml": string(b),
+		"functions/" + fn + "/Dockerfile": "FROM " + base + "\nCOPY rootfs/ /\nUSER 1000:1000\n"}
+	for p, c := range rootfs {
+		files["functions/"+fn+"/rootfs"+p] = c
+	}
+	for p, c := range files {
+		full := filepath.Join(repoDir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, err := git.PlainOpen(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wt, _ := repo.Worktree()
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Commit("add "+fn, &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "d@example.com", When: time.Now()}}); err != nil {
+		t.Fatal(err)
 	}
 }
