@@ -1,5 +1,5 @@
-// Command render-manifests writes manifests/gantry-admission.yaml from the
-// Helm chart, for people without Helm. Run from the repository root:
+// Command render-manifests writes manifests/gantry-admission.yaml and
+// manifests/gantry-pipeline.yaml from the Helm chart, for people without Helm. Run from the repository root:
 //
 //	go run ./hack/render-manifests
 package main
@@ -17,11 +17,19 @@ func main() {
 	if err == nil {
 		var root string
 		if root, err = chart.Root(wd); err == nil {
-			var b []byte
-			if b, err = chart.RenderManifests(root); err == nil {
-				out := filepath.Join(root, chart.Manifests)
+			for out, render := range map[string]func(string) ([]byte, error){
+				chart.Manifests: chart.RenderManifests, chart.PipelineManifests: chart.RenderPipelineManifests,
+			} {
+				var b []byte
+				if b, err = render(root); err != nil {
+					break
+				}
+				out = filepath.Join(root, out)
 				if err = os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
 					err = os.WriteFile(out, b, 0o644)
+				}
+				if err != nil {
+					break
 				}
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -26,6 +27,12 @@ type Release struct {
 // and returns the documents as one multi-document YAML stream, sorted by
 // template file name, without empty documents.
 func Render(dir string, rel Release, values map[string]any) ([]byte, error) {
+	return RenderOnly(dir, rel, values, "")
+}
+
+// RenderOnly is Render limited to the templates whose file name starts
+// with prefix ("admission-", "pipeline-"; "" for all).
+func RenderOnly(dir string, rel Release, values map[string]any, prefix string) ([]byte, error) {
 	ch, err := loader.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", dir, err)
@@ -42,7 +49,7 @@ func Render(dir string, rel Release, values map[string]any) ([]byte, error) {
 	}
 	names := make([]string, 0, len(files))
 	for n := range files {
-		if strings.HasSuffix(n, ".yaml") {
+		if strings.HasSuffix(n, ".yaml") && strings.HasPrefix(path.Base(n), prefix) {
 			names = append(names, n)
 		}
 	}
@@ -117,12 +124,32 @@ func Root(dir string) (string, error) {
 	}
 }
 
-// ManifestsValues and Manifests are the plain-manifest inputs and output.
+// ManifestsValues and Manifests are the plain-manifest inputs and outputs:
+// the admission webhook, and the pipeline (receiver, workers, their RBAC
+// and NetworkPolicies, the function namespaces' NetworkPolicies).
 const (
-	ChartDir        = "charts/gantry"
-	ManifestsValues = "charts/gantry/manifests-values.yaml"
-	Manifests       = "manifests/gantry-admission.yaml"
+	ChartDir          = "charts/gantry"
+	ManifestsValues   = "charts/gantry/manifests-values.yaml"
+	Manifests         = "manifests/gantry-admission.yaml"
+	PipelineManifests = "manifests/gantry-pipeline.yaml"
 )
+
+// RenderPipelineManifests renders manifests/gantry-pipeline.yaml.
+func RenderPipelineManifests(root string) ([]byte, error) {
+	vals, err := ReadValues(filepath.Join(root, ManifestsValues))
+	if err != nil {
+		return nil, err
+	}
+	body, err := RenderOnly(filepath.Join(root, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, vals, "pipeline-")
+	if err != nil {
+		return nil, err
+	}
+	head := "# Rendered from charts/gantry by `go run ./hack/render-manifests` with\n" +
+		"# " + ManifestsValues + " (release gantry, namespace gantry-system).\n" +
+		"# Do not edit: change the chart and re-render (a test checks they agree).\n" +
+		"# Create the Secrets it names first (pipeline.secrets); see docs/security.md.\n"
+	return append([]byte(head), body...), nil
+}
 
 // RenderManifests renders the plain manifests as committed in manifests/.
 func RenderManifests(root string) ([]byte, error) {
@@ -130,7 +157,7 @@ func RenderManifests(root string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := Render(filepath.Join(root, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, vals)
+	body, err := RenderOnly(filepath.Join(root, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, vals, "admission-")
 	if err != nil {
 		return nil, err
 	}

@@ -73,8 +73,8 @@ func TestChartInvariants(t *testing.T) {
 	r := root(t)
 	for _, mode := range []string{"certManager", "helm"} {
 		t.Run(mode, func(t *testing.T) {
-			out, err := Render(filepath.Join(r, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"},
-				map[string]any{"admission": map[string]any{"tls": map[string]any{"mode": mode}, "functionNamespaces": []any{"fn-a", "fn-b"}}})
+			out, err := RenderOnly(filepath.Join(r, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"},
+				map[string]any{"admission": map[string]any{"tls": map[string]any{"mode": mode}, "functionNamespaces": []any{"fn-a", "fn-b"}}}, "admission-")
 			if err != nil {
 				t.Fatal(err)
 			}
