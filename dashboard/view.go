@@ -12,8 +12,8 @@ import (
 
 type runRow struct {
 	ID, Repo, Pusher, ShortCommit, CommitURL, Duration, Created string
-	State                                                      pipelines.State
-	Stages                                                     []pipelines.StageStatus
+	State                                                       pipelines.State
+	Stages                                                      []pipelines.StageStatus
 }
 
 type stageView struct {
@@ -34,11 +34,11 @@ type findingView struct {
 
 type runView struct {
 	ID, Repo, Ref, Commit, CommitURL, Pusher, Title, Message, Duration string
-	State                                                               pipelines.State
-	Final                                                               bool
-	Stages                                                              []stageView
-	Functions                                                           []functionView
-	Findings                                                            []findingView
+	State                                                              pipelines.State
+	Final                                                              bool
+	Stages                                                             []stageView
+	Functions                                                          []functionView
+	Findings                                                           []findingView
 }
 
 func (d *Dashboard) commitURL(repo, commit string) string {
