@@ -174,8 +174,11 @@ func writeRunText(w io.Writer, run *pipelines.Run, fns []pstages.FunctionResult)
 	}
 	for _, f := range fns {
 		state := "passed"
-		if f.FailedStage != "" {
+		switch {
+		case f.FailedStage != "":
 			state = "FAILED at " + f.FailedStage
+		case run.State != pipelines.StatePassed && run.State != pipelines.StateFailed:
+			state = "not finished (" + string(run.State) + ")"
 		}
 		fmt.Fprintf(w, "function %s: %s\n", f.Name, state)
 		if f.Image != "" {
