@@ -24,6 +24,8 @@ type Options struct {
 	Webhook http.Handler
 	// API serves /api/v1/ (it authenticates by itself).
 	API http.Handler
+	// UI serves the dashboard under /ui/ (it authenticates by itself).
+	UI http.Handler
 	// Ready reports whether the server can do its job (the queue answers).
 	Ready func(ctx context.Context) error
 	// Gatherer is exposed on /metrics.
@@ -57,6 +59,10 @@ func Handler(opts Options) http.Handler {
 	}
 	if opts.API != nil {
 		mux.Handle("/api/", opts.API)
+	}
+	if opts.UI != nil {
+		mux.Handle("/ui/", opts.UI)
+		mux.Handle("/ui", http.RedirectHandler("/ui/", http.StatusSeeOther))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		plain(w, http.StatusOK, "ok")

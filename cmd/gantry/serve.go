@@ -62,9 +62,6 @@ func serve(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return err
 	}
-	if tokens.Len() == 0 {
-		a.log.Warn("no API tokens configured (--api-tokens-file): every /api/v1 request is refused")
-	}
 	if len(cfg.Webhooks.Repos) == 0 {
 		a.log.Warn("no repositories configured (webhooks.repos): every push is ignored")
 	}
@@ -100,9 +97,22 @@ func serve(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return err
 	}
-	apiHandler, err := api.New(api.Options{Store: q, Auth: auth.Chain{tokens, hard.oidc}, Timeout: cfg.Queue.Timeout, Logger: a.log, AfterAuth: hard.perPrincipal})
+	acc, err := openAccess(a)
 	if err != nil {
 		return err
+	}
+	defer acc.close()
+	authn := auth.Chain{acc.tokens, tokens, hard.oidc}
+	apiHandler, err := api.New(api.Options{Store: q, Auth: authn, Audit: acc.audit, Timeout: cfg.Queue.Timeout, Logger: a.log, AfterAuth: hard.perPrincipal})
+	if err != nil {
+		return err
+	}
+	ui, err := acc.dashboardHandler(a, q, authn)
+	if err != nil {
+		return err
+	}
+	if ui != nil {
+		ui = hard.api(ui) // the API's failed-auth budget and per-source limits
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -122,7 +132,7 @@ func serve(cmd *cobra.Command, a *app) error {
 	}
 
 	err = server.Serve(ctx, ln, server.Options{
-		Webhook: hard.webhook(hook), API: hard.api(apiHandler), Ready: q.Ready, Gatherer: reg,
+		Webhook: hard.webhook(hook), API: hard.api(apiHandler), UI: ui, Ready: q.Ready, Gatherer: reg,
 		TLS: hard.tls, InsecureHTTP: cfg.Server.InsecureHTTP, MaxHeaderBytes: cfg.Server.MaxHeaderBytes,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
 		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
