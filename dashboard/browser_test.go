@@ -25,33 +25,15 @@ import (
 	"github.com/gantry-dev/gantry/tokens"
 )
 
-// chromium returns Debian's chromium, installing it with apt-get when it
-// is missing (the test environment does not ship a browser).
+// chromium returns Debian's chromium, which hack/testenv installs with the
+// other Debian packages the tests need.
 func chromium(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	t.Log("chromium not found: installing Debian's chromium with apt-get")
-	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", "chromium"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %v: %v\n%s", args, err, tail(out))
-		}
-	}
 	p, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Fatal("chromium still missing after apt-get install chromium")
+		t.Fatal("chromium is not installed: run `hack/testenv up` (it installs Debian's chromium)")
 	}
 	return p
-}
-
-func tail(b []byte) []byte {
-	if len(b) > 2000 {
-		return b[len(b)-2000:]
-	}
-	return b
 }
 
 // gate is a stage that logs a line, then waits for release (or, with no

@@ -29,6 +29,8 @@ var debianPackages = []struct{ name, file string }{
 	{"runc", "runc"},
 	{"docker-registry", "docker-registry"},
 	{"busybox-static", "/bin/busybox"},
+	// For the dashboard's browser tests (driven with chromedp).
+	{"chromium", "chromium"},
 }
 
 // tools are the paths of installed binaries.
