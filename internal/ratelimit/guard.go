@@ -12,19 +12,30 @@ import (
 // Sources finds a request's client address: the TCP peer, or, when the
 // peer is a trusted proxy, the right-most address of X-Forwarded-For that
 // is not itself a trusted proxy (everything left of it is client-written
-// and could be forged).
+// and could be forged). IPv6 clients are keyed by their /64, the block one
+// host usually holds, so that rotating addresses within it does not buy a
+// fresh bucket.
 type Sources struct {
 	Trusted []netip.Prefix
 }
 
-// Of returns the client address of r as text.
+// Of returns the client key of r: an IPv4 address or an IPv6 /64.
 func (s Sources) Of(r *http.Request) string {
-	peer := peerAddr(r.RemoteAddr)
-	if !peer.IsValid() {
+	a := s.addr(r)
+	if !a.IsValid() {
 		return r.RemoteAddr
 	}
-	if !s.trusted(peer) {
-		return peer.String()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+func (s Sources) addr(r *http.Request) netip.Addr {
+	peer := peerAddr(r.RemoteAddr)
+	if !peer.IsValid() || !s.trusted(peer) {
+		return peer
 	}
 	hops := r.Header.Values("X-Forwarded-For")
 	var all []string
@@ -36,13 +47,13 @@ func (s Sources) Of(r *http.Request) string {
 		if err != nil {
 			break // a malformed hop: stop at the last address we trust
 		}
-		a = a.Unmap()
+		a = a.Unmap().WithZone("")
 		if !s.trusted(a) {
-			return a.String()
+			return a
 		}
 		peer = a
 	}
-	return peer.String()
+	return peer
 }
 
 func (s Sources) trusted(a netip.Addr) bool {

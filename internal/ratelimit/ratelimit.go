@@ -111,10 +111,9 @@ func (k *Keyed) Blocked(key string) (bool, time.Duration) {
 	defer k.mu.Unlock()
 	b, ok := k.buckets[key]
 	if !ok {
-		if len(k.buckets) < k.maxKeys {
-			return false, 0
-		}
-		b = k.overflow
+		// No failure is on record for key (or it was forgotten when the
+		// table was full): never block a source for others' failures.
+		return false, 0
 	}
 	if t := b.TokensAt(now); t < 1 {
 		return true, time.Duration((1 - t) / float64(k.limit) * float64(time.Second))

@@ -90,6 +90,19 @@ func TestFailureBudget(t *testing.T) {
 	if b, _ := k.Blocked("src"); b {
 		t.Fatal("still blocked after the advertised retry delay")
 	}
+
+	// A table full of failing sources never blocks a source with no
+	// failures on record (the overflow bucket is not a shared verdict).
+	full := withClock(New(Limit{Rate: 0.001, Burst: 1}, 2), clk)
+	for _, src := range []string{"a", "b", "c", "d"} {
+		full.Spend(src)
+	}
+	if b, _ := full.Blocked("a"); !b {
+		t.Fatal("a tracked failing source is not blocked")
+	}
+	if b, _ := full.Blocked("innocent"); b {
+		t.Fatal("an innocent source is blocked because the table is full")
+	}
 }
 
 func TestSources(t *testing.T) {
@@ -108,9 +121,11 @@ func TestSources(t *testing.T) {
 		{"chain of trusted proxies", "10.1.1.1:5000", []string{"203.0.113.9, 10.2.2.2", "10.3.3.3"}, trusted, "203.0.113.9"},
 		{"garbage hop stops the walk", "10.1.1.1:5000", []string{"203.0.113.9, junk, 10.2.2.2"}, trusted, "10.2.2.2"},
 		{"only trusted hops", "10.1.1.1:5000", []string{"10.2.2.2"}, trusted, "10.2.2.2"},
-		{"ipv6 peer", "[2001:db8::1]:443", nil, trusted, "2001:db8::1"},
+		{"ipv6 peer: its /64", "[2001:db8::1]:443", nil, trusted, "2001:db8::/64"},
+		{"ipv6 peer, other address in the same /64", "[2001:db8::ffff:1]:443", nil, trusted, "2001:db8::/64"},
 		{"v4-mapped v6 peer", "[::ffff:192.0.2.7]:443", nil, trusted, "192.0.2.7"},
-		{"ipv6 trusted proxy", "[fd00::1]:443", []string{"2001:db8::2"}, trusted, "2001:db8::2"},
+		{"ipv6 trusted proxy", "[fd00::1]:443", []string{"2001:db8:1:2:3::2"}, trusted, "2001:db8:1:2::/64"},
+		{"zone in a hop", "10.1.1.1:5000", []string{"fe80::1%eth0"}, trusted, "fe80::/64"},
 		{"unparsable peer", "pipe", nil, trusted, "pipe"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,7 +142,7 @@ func TestSources(t *testing.T) {
 }
 
 // FuzzSources feeds untrusted X-Forwarded-For values: no panic, and the
-// answer is the peer or a parsable address.
+// answer is an IPv4 address or an IPv6 /64.
 func FuzzSources(f *testing.F) {
 	for _, s := range []string{"", "203.0.113.9", "1.1.1.1, 10.0.0.1", "::1,,", "junk", "[::1]:80", "10.0.0.1,2001:db8::1%eth0"} {
 		f.Add(s)
@@ -138,8 +153,11 @@ func FuzzSources(f *testing.F) {
 		r.RemoteAddr = "10.9.9.9:1234"
 		r.Header.Set("X-Forwarded-For", xff)
 		got := src.Of(r)
-		if _, err := netip.ParseAddr(got); err != nil {
-			t.Fatalf("Of = %q, not an address", got)
+		if a, err := netip.ParseAddr(got); err == nil && a.Is4() {
+			return
+		}
+		if p, err := netip.ParsePrefix(got); err != nil || p.Bits() != 64 || !p.Addr().Is6() {
+			t.Fatalf("Of = %q, neither an IPv4 address nor an IPv6 /64", got)
 		}
 	})
 }
