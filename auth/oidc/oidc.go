@@ -347,6 +347,10 @@ func (a *Authenticator) Verify(ctx context.Context, tok string) (auth.Principal,
 			return auth.Principal{}, fmt.Errorf("unknown key id %q", trim(kid))
 		}
 	}
+	// A key published for one algorithm is not used with another.
+	if key.Algorithm != "" && key.Algorithm != parsed.Headers[0].Algorithm {
+		return auth.Principal{}, fmt.Errorf("key %q is for %s, the token says %s", trim(kid), trim(key.Algorithm), trim(parsed.Headers[0].Algorithm))
+	}
 	var std jwt.Claims
 	extra := map[string]any{}
 	if err := parsed.Claims(key.Key, &std, &extra); err != nil {

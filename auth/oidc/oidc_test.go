@@ -121,7 +121,7 @@ func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s
 
 func TestVerify(t *testing.T) {
 	is := newIssuer(t)
-	a := newAuth(t, is, nil)
+	a := newAuth(t, is, func(c *Config) { c.Algorithms = []string{"RS256", "PS256", "ES256"} })
 	now := time.Now()
 	mod := func(f func(*claims)) claims {
 		c := validClaims(now)
@@ -159,6 +159,7 @@ func TestVerify(t *testing.T) {
 		{"alg none", b64(`{"alg":"none","kid":"rsa-1","typ":"JWT"}`) + "." + payload + ".", nil, "not accepted"},
 		{"alg None", b64(`{"alg":"None","kid":"rsa-1"}`) + "." + payload + ".", nil, "not accepted"},
 		{"HS256 with the public key", hsTok, nil, "not accepted"},
+		{"PS256 with the RS256 key", is.sign(t, "rsa-1", jose.PS256, validClaims(now)), nil, "is for RS256"},
 		{"unknown kid", forgedKid(t, forger, now), nil, "unknown key id"},
 		{"forged signature, known kid", forger.sign(t, "rsa-1", jose.RS256, validClaims(now)), nil, "signature"},
 		{"tampered payload", strings.Replace(valid, payload, b64(`{"iss":"`+testIssuer+`","sub":"root","aud":"gantry","exp":9999999999,"groups":["admins"]}`), 1), nil, "signature"},
