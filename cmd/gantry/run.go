@@ -278,6 +278,6 @@ func appendSummary(path string, run *pipelines.Run, fns []pstages.FunctionResult
 // mdEscape keeps untrusted text (function names, messages) from breaking
 // the table or injecting markup.
 func mdEscape(s string) string {
-	r := strings.NewReplacer("|", `\|`, "\n", " ", "<", "&lt;", ">", "&gt;", "`", "'", "*", `\*`, "_", `\_`, "[", `\[`)
+	r := strings.NewReplacer(`\`, `\\`, "|", `\|`, "\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "`", "'", "*", `\*`, "_", `\_`, "[", `\[`)
 	return r.Replace(s)
 }

@@ -278,3 +278,29 @@ func addFunction(t *testing.T, repoDir, fn, base, image string, rootfs map[strin
 		t.Fatal(err)
 	}
 }
+
+// FuzzMDEscape: untrusted text (function names, messages from a pushed
+// repository) cannot break out of a summary table cell or inject HTML.
+func FuzzMDEscape(f *testing.F) {
+	for _, s := range []string{"a|b", "x\n| y |", "<img src=x>", "`code`", "[link](http://x)", "*bold* _it_", `\|`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := mdEscape(s)
+		if strings.ContainsAny(out, "\n\r<>`") {
+			t.Fatalf("mdEscape(%q) = %q keeps a line break, angle bracket or backtick", s, out)
+		}
+		for i := 0; i < len(out); i++ {
+			if out[i] != '|' {
+				continue
+			}
+			n := 0 // backslashes right before: odd means the | is escaped
+			for j := i - 1; j >= 0 && out[j] == '\\'; j-- {
+				n++
+			}
+			if n%2 == 0 {
+				t.Fatalf("mdEscape(%q) = %q has an unescaped |", s, out)
+			}
+		}
+	})
+}
