@@ -59,5 +59,11 @@ FUZZTIME ?= 20s
 fuzz:
 	hack/fuzz $(FUZZTIME)
 
+## bench: every benchmark program under hack/bench, against the test environment.
+## Each prints its figures and its ratio against the raw tool; BENCH=scan runs one.
+BENCH ?= $(notdir $(wildcard hack/bench/*))
+bench: testenv-up
+	@for b in $(BENCH); do echo "==> hack/bench/$$b"; $(GO) run ./hack/bench/$$b || exit 1; done
+
 clean:
 	rm -rf $(BIN)
