@@ -27,6 +27,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/go-containerregistry/pkg/name"
+	controlapi "github.com/moby/buildkit/api/services/control"
+	bkclient "github.com/moby/buildkit/client"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -441,6 +443,55 @@ pipeline: {allowLocalRepos: true, workDir: %[18]q, mirrors: {acme/hello: %[19]q}
 		}
 	})
 
+	t.Run("cancel through the API stops the BuildKit solve", func(t *testing.T) {
+		df := filepath.Join(repoDir, "functions/hello/Dockerfile")
+		orig, _ := os.ReadFile(df)
+		defer os.WriteFile(df, orig, 0o644)
+		slow := strings.Replace(string(orig), "USER 1000:1000", "RUN sleep 60 && echo "+uniq+"-cancel > /slow\nUSER 1000:1000", 1)
+		if err := os.WriteFile(df, []byte(slow), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sha := commitFiles(t, repoDir, scantest.CleanFiles())
+		id := pushCommit(sha)
+		waitStage(t, srv.addr, token, id, "build", pipelines.StateRunning)
+		time.Sleep(300 * time.Millisecond) // let the solve reach its RUN step
+		req, _ := http.NewRequest(http.MethodPost, "http://"+srv.addr+"/api/v1/runs/"+id+"/cancel", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("cancel: %d", resp.StatusCode)
+		}
+		run := waitRun(id)
+		if run.State != pipelines.StateCancelled {
+			t.Fatalf("run %s: %s %s", id, run.State, run.Message)
+		}
+		// The daemon's history: the run's build ended with an error (it
+		// was cancelled), long before its 60 s step could have finished.
+		bk, err := bkclient.New(ctx, e.BuildkitAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bk.Close()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			rec := buildRecord(ctx, t, bk, id)
+			if rec != nil && rec.CompletedAt != nil {
+				if rec.Error == nil {
+					t.Fatalf("build %s completed without error after the cancel", rec.Ref)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("build of run %s still running on the daemon after cancel (record %+v)", id, rec)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
 	t.Run("kill -9 of the worker mid-build: resumed and finished once", func(t *testing.T) {
 		// A build step slow enough to be killed in.
 		df := filepath.Join(repoDir, "functions/hello/Dockerfile")
@@ -638,4 +689,42 @@ func pushSigned(t *testing.T, addr, secret, sha string) webhooks.Answer {
 		t.Fatalf("push %s: %d %+v", sha, resp.StatusCode, a)
 	}
 	return a
+}
+
+func waitStage(t *testing.T, addr, token, id, stage string, want pipelines.State) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var r pipelines.Run
+		apiGet(t, addr, token, "/api/v1/runs/"+id, &r)
+		if s := r.Stage(stage); s != nil && s.State == want {
+			return
+		}
+		if time.Now().After(deadline) || r.State.Final() {
+			t.Fatalf("stage %s never %s: %+v", stage, want, r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// buildRecord finds the daemon's history record of the run's build (its
+// BuildKit id starts with the run id).
+func buildRecord(ctx context.Context, t *testing.T, c *bkclient.Client, runID string) *controlapi.BuildHistoryRecord {
+	t.Helper()
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := c.ControlClient().ListenBuildHistory(hctx, &controlapi.BuildHistoryRequest{EarlyExit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *controlapi.BuildHistoryRecord
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			return rec
+		}
+		if ev.Record != nil && strings.HasPrefix(ev.Record.Ref, runID+"-") {
+			rec = ev.Record
+		}
+	}
 }
