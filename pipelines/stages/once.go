@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +68,9 @@ func RunOnce(ctx context.Context, run *pipelines.Run, stages []pipelines.Stage, 
 			ss.State, ss.Message = pipelines.StateError, err.Error()
 			run.State = pipelines.StateError
 		}
-		fmt.Fprintf(lw, "    %s %s: %v\n", s.Name(), ss.State, err)
-		run.Message = fmt.Sprintf("stage %s %s: %v", s.Name(), ss.State, err)
+		reason := strings.TrimPrefix(err.Error(), pipelines.ErrStageFailed.Error()+": ")
+		fmt.Fprintf(lw, "    %s %s: %s\n", s.Name(), ss.State, reason)
+		run.Message = fmt.Sprintf("stage %s %s: %s", s.Name(), ss.State, reason)
 		final = err
 		for j := i + 1; j < len(run.Stages); j++ {
 			run.Stages[j].State, run.Stages[j].Message = pipelines.StateCancelled, "not run: "+run.Message

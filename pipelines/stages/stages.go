@@ -451,8 +451,10 @@ func (s *fnStage) Run(ctx context.Context, run pipelines.Run, log io.Writer) (ma
 			ns.Status, ns.Error = "failure", strings.TrimPrefix(r.err.Error(), pipelines.ErrStageFailed.Error()+": ")
 			r.f.FailedStage, r.f.Reason = s.name, ns.Error
 			verdicts = append(verdicts, r.f.Spec.Name+": "+ns.Error)
+			fmt.Fprintf(lw, "[%s] FAILED %s: %s\n", r.f.Spec.Name, s.name, ns.Error)
 		default:
 			malfunctions = append(malfunctions, r.f.Spec.Name+": "+r.err.Error())
+			fmt.Fprintf(lw, "[%s] ERROR in %s: %v\n", r.f.Spec.Name, s.name, r.err)
 		}
 		r.f.Stages = append(r.f.Stages, ns)
 	}
