@@ -36,6 +36,7 @@ import (
 	"github.com/gantry-dev/gantry/admission/images"
 	"github.com/gantry-dev/gantry/admission/objects"
 	"github.com/gantry-dev/gantry/admission/verification"
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/oci"
 )
@@ -113,7 +114,11 @@ type Request struct {
 	Namespace string
 	Username  string
 	Groups    []string
-	Workload  *objects.Workload
+	// UID is the AdmissionRequest uid, and DryRun its dryRun flag; both go
+	// into audit records only.
+	UID      string
+	DryRun   bool
+	Workload *objects.Workload
 	// Old is the previous object of an UPDATE, when known.
 	Old *objects.Workload
 }
@@ -129,6 +134,11 @@ type Options struct {
 	Log      *slog.Logger
 	Metrics  *Metrics
 	Now      func() time.Time
+	// Audit, when set, receives a record of every exemption used and every
+	// break-glass annotation on a refused object (nil: logged only).
+	Audit audit.Sink
+	// AuditTimeout bounds the audit writes of one review (default 1s).
+	AuditTimeout time.Duration
 }
 
 // Evaluator applies the configured policy.
@@ -221,6 +231,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 	}
 
 	skip := map[string]bool{}
+	var used []usedExemption
 	for _, ex := range e.cfg.Exemptions {
 		if ex.Image != "" || !e.requestMatches(ex, req) {
 			continue
@@ -232,7 +243,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 		for _, r := range rules {
 			skip[r] = true
 		}
-		d.Exempt = append(d.Exempt, exemptionString(ex))
+		used = append(used, usedExemption{ex: ex})
 	}
 
 	var (
@@ -253,32 +264,41 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 		v, exempt := e.imageRules(bctx, w, sigs, !skip[RuleNonRoot])
 		cancel()
 		add(v...)
-		d.Exempt = append(d.Exempt, exempt...)
+		used = append(used, exempt...)
 	}
 	sortViolations(vios)
 	d.Violations = vios
-	for _, r := range d.Exempt {
+	var records []audit.Event
+	for _, u := range used {
+		d.Exempt = append(d.Exempt, u.String())
 		e.o.Metrics.exemptions.Inc()
-		e.o.Log.Info("admission exemption applied", "object", d.Object, "user", req.Username, "exemption", r)
+		e.o.Log.Info("admission exemption applied", "object", d.Object, "user", req.Username, "exemption", u.String())
+		records = append(records, exemptionEvent(req, &d, u))
 	}
 
 	if len(vios) == 0 {
 		d.Allowed = true
+		e.record(ctx, records)
 		return d
 	}
 	for _, v := range vios {
 		e.o.Metrics.violations.WithLabelValues(v.Rule, mode).Inc()
 	}
-	if bg, note, ok := e.breakGlass(req); ok {
+	bgValue, bg, note, ok := e.breakGlass(req)
+	if ok {
 		d.Allowed, d.BreakGlass = true, bg
 		d.Notes = append(d.Notes, "break-glass: admitted despite "+plural(len(vios), "violation")+" until "+bg)
 		e.o.Metrics.breakGlass.Inc()
 		e.o.Log.Warn("admission break-glass used", "object", d.Object, "user", req.Username, "until", bg,
 			"violations", violationStrings(vios))
+		e.record(ctx, append(records, breakGlassEvent(req, &d, bgValue, bg, "", vios)))
 		return d
 	} else if note != "" {
 		d.Notes = append(d.Notes, note)
+		records = append(records, breakGlassEvent(req, &d, bgValue, "", note, vios))
 	}
+	// Recorded before the answer, whatever the mode decides below.
+	defer e.record(ctx, records)
 	switch mode {
 	case ModeWarn:
 		d.Allowed = true
@@ -329,20 +349,25 @@ func (e *Evaluator) requestMatches(ex config.AdmissionExemption, req Request) bo
 	return false
 }
 
-func exemptionString(ex config.AdmissionExemption) string {
-	var what string
+// exemptionSelector names what an exemption matches ("namespace fn").
+func exemptionSelector(ex config.AdmissionExemption) string {
 	switch {
 	case ex.Namespace != "":
-		what = "namespace " + ex.Namespace
+		return "namespace " + ex.Namespace
 	case ex.User != "":
-		what = "user " + ex.User
+		return "user " + ex.User
 	case ex.Group != "":
-		what = "group " + ex.Group
+		return "group " + ex.Group
 	case ex.ServiceAccount != "":
-		what = "serviceAccount " + ex.ServiceAccount
+		return "serviceAccount " + ex.ServiceAccount
 	case ex.Image != "":
-		what = "image " + ex.Image
+		return "image " + ex.Image
 	}
+	return ""
+}
+
+func exemptionString(ex config.AdmissionExemption) string {
+	what := exemptionSelector(ex)
 	rules := "all rules"
 	if len(ex.Rules) > 0 {
 		rules = strings.Join(ex.Rules, ",")
@@ -399,7 +424,7 @@ const maxParallelImages = 8
 // imageRules checks signatures and the non-root rule for every container.
 // Each distinct image is resolved and checked once, all in parallel, inside
 // the caller's budget.
-func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, nonRoot bool) ([]Violation, []string) {
+func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, nonRoot bool) ([]Violation, []usedExemption) {
 	cs := containers(w.Spec)
 	type imageState struct {
 		exempt  map[string]bool
@@ -409,7 +434,7 @@ func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, n
 		userErr error
 	}
 	states := map[string]*imageState{}
-	var exemptNotes []string
+	var used []usedExemption
 	for _, c := range cs {
 		if _, ok := states[c.image]; ok {
 			continue
@@ -426,7 +451,7 @@ func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, n
 			for _, r := range rules {
 				st.exempt[r] = true
 			}
-			exemptNotes = append(exemptNotes, exemptionString(ex))
+			used = append(used, usedExemption{ex: ex, image: c.image})
 		}
 		states[c.image] = st
 	}
@@ -478,7 +503,7 @@ func (e *Evaluator) imageRules(ctx context.Context, w *objects.Workload, sigs, n
 			}
 		}
 	}
-	return out, exemptNotes
+	return out, used
 }
 
 // imageMatches matches an exemption pattern against the reference as
@@ -664,16 +689,17 @@ func (e *Evaluator) nonRootViolation(w *objects.Workload, c container, users []i
 
 // breakGlass reports whether a valid break-glass annotation admits the
 // request, and otherwise a note when an annotation was present but ignored.
-func (e *Evaluator) breakGlass(req Request) (until, note string, ok bool) {
+// value is the annotation as written.
+func (e *Evaluator) breakGlass(req Request) (value, until, note string, ok bool) {
 	if len(e.bgGroups) == 0 {
-		return "", "", false
+		return "", "", "", false
 	}
 	val, present := req.Workload.PodMeta.Annotations[e.cfg.BreakGlass.Annotation]
 	if !present {
 		val, present = req.Workload.Object.Annotations[e.cfg.BreakGlass.Annotation]
 	}
 	if !present {
-		return "", "", false
+		return "", "", "", false
 	}
 	member := false
 	for _, g := range req.Groups {
@@ -684,19 +710,19 @@ func (e *Evaluator) breakGlass(req Request) (until, note string, ok bool) {
 	if !member && !e.bgProp[req.Username] {
 		e.o.Metrics.breakGlassRefused.Inc()
 		e.o.Log.Warn("admission break-glass annotation ignored: user not in breakGlass.groups", "user", req.Username, "object", req.Workload.String())
-		return "", fmt.Sprintf("break-glass annotation %s ignored: user %q is not in a break-glass group", e.cfg.BreakGlass.Annotation, req.Username), false
+		return val, "", fmt.Sprintf("break-glass annotation %s ignored: user %q is not in a break-glass group", e.cfg.BreakGlass.Annotation, req.Username), false
 	}
 	t, err := time.Parse(time.RFC3339, val)
 	now := e.o.Now()
 	switch {
 	case err != nil:
-		return "", fmt.Sprintf("break-glass annotation %s ignored: %q is not an RFC 3339 time", e.cfg.BreakGlass.Annotation, shorten(val, 64)), false
+		return val, "", fmt.Sprintf("break-glass annotation %s ignored: %q is not an RFC 3339 time", e.cfg.BreakGlass.Annotation, shorten(val, 64)), false
 	case !t.After(now):
-		return "", fmt.Sprintf("break-glass annotation %s ignored: expired at %s", e.cfg.BreakGlass.Annotation, t.UTC().Format(time.RFC3339)), false
+		return val, "", fmt.Sprintf("break-glass annotation %s ignored: expired at %s", e.cfg.BreakGlass.Annotation, t.UTC().Format(time.RFC3339)), false
 	case t.Sub(now) > e.cfg.BreakGlass.MaxDuration:
-		return "", fmt.Sprintf("break-glass annotation %s ignored: expiry more than %s ahead", e.cfg.BreakGlass.Annotation, e.cfg.BreakGlass.MaxDuration), false
+		return val, "", fmt.Sprintf("break-glass annotation %s ignored: expiry more than %s ahead", e.cfg.BreakGlass.Annotation, e.cfg.BreakGlass.MaxDuration), false
 	}
-	return t.UTC().Format(time.RFC3339), "", true
+	return val, t.UTC().Format(time.RFC3339), "", true
 }
 
 func shorten(s string, n int) string {

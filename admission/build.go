@@ -8,6 +8,7 @@ import (
 
 	"github.com/gantry-dev/gantry/admission/images"
 	"github.com/gantry-dev/gantry/admission/verification"
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/signer"
@@ -21,6 +22,8 @@ type BuildOptions struct {
 	Log     *slog.Logger
 	// Registerer receives the metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Audit receives exemption and break-glass records (nil: none).
+	Audit audit.Sink
 }
 
 // Build wires an Evaluator from the configuration: the registry client,
@@ -28,7 +31,7 @@ type BuildOptions struct {
 // cache. Without admission.signerPolicy, signature checks fail closed.
 func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
 	ac := cfg.Admission
-	opts := Options{Log: o.Log, Metrics: NewMetrics(o.Registerer)}
+	opts := Options{Log: o.Log, Metrics: NewMetrics(o.Registerer), Audit: o.Audit}
 	if o.Offline {
 		if ac.VerifySignatures {
 			return nil, fmt.Errorf("offline: signatures cannot be verified without the registry; turn verification off (--verify-signatures=false)")

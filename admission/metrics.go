@@ -8,6 +8,7 @@ type Metrics struct {
 	exemptions        prometheus.Counter
 	breakGlass        prometheus.Counter
 	breakGlassRefused prometheus.Counter
+	auditFailures     prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -30,9 +31,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gantry_admission_break_glass_refused_total",
 			Help: "Break-glass annotations ignored because the user is not in a break-glass group.",
 		}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gantry_admission_audit_failures_total",
+			Help: "Audit records (exemptions, break-glass) that could not be written; the decision stands, the record is missing.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.violations, m.exemptions, m.breakGlass, m.breakGlassRefused)
+		reg.MustRegister(m.violations, m.exemptions, m.breakGlass, m.breakGlassRefused, m.auditFailures)
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Connection says how to reach JetStream. With URL empty an embedded NATS
@@ -76,6 +77,29 @@ func (c *conn) close() {
 	if c.lock != nil {
 		c.lock.Close()
 	}
+}
+
+// ConnectExternal opens a JetStream client on the external NATS server of
+// cfg (URL must be set), for a process that publishes beside the queue
+// without opening it: the admission webhook's audit records. close drains
+// and closes the connection.
+func ConnectExternal(ctx context.Context, cfg Connection) (js jetstream.JetStream, close func(), err error) {
+	if cfg.URL == "" {
+		return nil, nil, errors.New("queue: no external NATS server (queue.natsURL)")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	c, err := dial(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err = jetstream.New(c.nc, jetstream.WithDefaultTimeout(cfg.Timeout))
+	if err != nil {
+		c.close()
+		return nil, nil, fmt.Errorf("queue: jetstream: %w", err)
+	}
+	return js, c.close, nil
 }
 
 func dial(ctx context.Context, cfg Connection) (*conn, error) {

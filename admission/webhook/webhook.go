@@ -227,6 +227,7 @@ func (h *Handler) Review(ctx context.Context, review *admissionv1.AdmissionRevie
 	d := h.eval.Evaluate(ctx, admission.Request{
 		Operation: string(req.Operation), Namespace: req.Namespace,
 		Username: req.UserInfo.Username, Groups: req.UserInfo.Groups,
+		UID: string(req.UID), DryRun: req.DryRun != nil && *req.DryRun,
 		Workload: obj, Old: old,
 	})
 	resp.Allowed = d.Allowed

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
+	"github.com/gantry-dev/gantry/pipelines"
 )
 
 func init() {
@@ -64,7 +66,23 @@ Security Standards, no root containers. See docs/admission.md.`,
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			eval, err := admission.Build(a.cfg, admission.BuildOptions{Log: a.log, Registerer: reg})
+			// Exemptions used and break-glass go to the audit log: the
+			// file, and the GANTRY_AUDIT stream when the queue is external.
+			var js jetstream.JetStream
+			if a.cfg.Queue.NATSURL != "" && a.cfg.Audit.Stream {
+				var closeJS func()
+				js, closeJS, err = pipelines.ConnectExternal(cmd.Context(), externalQueue(a))
+				if err != nil {
+					return fmt.Errorf("audit stream: %w", err)
+				}
+				defer closeJS()
+			}
+			sink, closeAudit, err := openAuditSink(cmd.Context(), a, js)
+			if err != nil {
+				return err
+			}
+			defer closeAudit()
+			eval, err := admission.Build(a.cfg, admission.BuildOptions{Log: a.log, Registerer: reg, Audit: sink})
 			if err != nil {
 				return err
 			}

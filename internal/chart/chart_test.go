@@ -139,6 +139,26 @@ func TestChartInvariants(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rendered gantry.yaml does not load: %v\n%s", err, gantryYAML)
 			}
+			// The root filesystem is read-only: the audit file (exemptions,
+			// break-glass) must sit on a writable volume, or the webhook
+			// would not start.
+			auditDir := filepath.Dir(cfg.Audit.FilePath(cfg.Queue.DataDir))
+			var auditVolume string
+			for _, m := range get(dep[0], "spec", "template", "spec", "containers", 0, "volumeMounts").([]any) {
+				if get(m, "mountPath") == auditDir && get(m, "readOnly") != true {
+					auditVolume, _ = get(m, "name").(string)
+				}
+			}
+			writable := false
+			for _, v := range get(dep[0], "spec", "template", "spec", "volumes").([]any) {
+				if get(v, "name") == auditVolume && get(v, "emptyDir") != nil {
+					writable = true
+				}
+			}
+			if auditDir == "." || !writable {
+				t.Errorf("audit file %s is not on a writable volume of the admission pod", cfg.Audit.FilePath(cfg.Queue.DataDir))
+			}
+
 			cfg.Admission.VerifySignatures = false
 			cfg.Admission.Namespaces = nil
 			eval, err := admission.New(cfg.Admission, admission.Options{})
