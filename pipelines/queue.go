@@ -185,6 +185,11 @@ func (q *Queue) setup(ctx context.Context) error {
 	return nil
 }
 
+// JetStream is the queue's JetStream handle, for records that belong on
+// the same server (the audit stream); streams and buckets of the queue
+// are not to be touched through it.
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
 // Close drains the connection (acks in flight are sent) and stops the
 // embedded server. Unacknowledged runs stay queued for redelivery.
 func (q *Queue) Close() {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"net/http"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/auth"
@@ -18,21 +21,25 @@ type access struct {
 	close  func()
 }
 
-func openAccess(a *app) (*access, error) {
+// openAccess opens the token store and the audit log. With an external
+// queue (queue.natsURL) the audit records also go to the GANTRY_AUDIT
+// stream on the queue's server, shared by every replica; the embedded
+// server's store is this process's own disk, where the file already is.
+func openAccess(ctx context.Context, a *app, q *pipelines.Queue) (*access, error) {
 	cfg := a.cfg
 	store, err := tokens.Open(cfg.Tokens.StorePath(cfg.Queue.DataDir))
 	if err != nil {
 		return nil, err
 	}
-	acc := &access{tokens: store, audit: &audit.Recorder{Log: a.log}, close: func() {}}
-	if path := cfg.Audit.FilePath(cfg.Queue.DataDir); path != "" {
-		f, err := audit.OpenFile(path)
-		if err != nil {
-			return nil, err
-		}
-		acc.audit.Sink, acc.close = f, func() { _ = f.Close() }
+	var js jetstream.JetStream
+	if cfg.Queue.NATSURL != "" && q != nil {
+		js = q.JetStream()
 	}
-	return acc, nil
+	sink, closeSink, err := openAuditSink(ctx, a, js)
+	if err != nil {
+		return nil, err
+	}
+	return &access{tokens: store, audit: &audit.Recorder{Sink: sink, Log: a.log}, close: closeSink}, nil
 }
 
 // dashboardHandler returns the /ui/ handler, or nil when turned off.

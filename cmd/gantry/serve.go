@@ -97,7 +97,7 @@ func serve(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return err
 	}
-	acc, err := openAccess(a)
+	acc, err := openAccess(ctx, a, q)
 	if err != nil {
 		return err
 	}
