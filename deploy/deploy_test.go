@@ -453,15 +453,13 @@ func TestDeployerRBAC(t *testing.T) {
 	fnNS := c.namespace(t, nil)
 	saNS := c.namespace(t, nil)
 	otherNS := c.namespace(t, nil)
-	if _, err := c.kube.CoreV1().ServiceAccounts(saNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "gantry"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	raw, err := os.ReadFile("../manifests/deployer-rbac.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(raw)), 4096)
 	var kinds []string
+	var saName string // the ServiceAccount the manifest binds (the chart's worker)
 	for {
 		var u unstructured.Unstructured
 		if err := dec.Decode(&u.Object); err != nil {
@@ -500,6 +498,10 @@ func TestDeployerRBAC(t *testing.T) {
 				t.Fatal(err)
 			}
 			rb.Namespace = fnNS
+			if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" {
+				t.Fatalf("RoleBinding subjects %v, want one ServiceAccount", rb.Subjects)
+			}
+			saName = rb.Subjects[0].Name
 			rb.Subjects[0].Namespace = saNS
 			if _, err := c.kube.RbacV1().RoleBindings(fnNS).Create(ctx, &rb, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
@@ -511,9 +513,12 @@ func TestDeployerRBAC(t *testing.T) {
 	if strings.Join(kinds, ",") != "Role,RoleBinding" {
 		t.Fatalf("manifest holds %v, want Role,RoleBinding", kinds)
 	}
+	if _, err := c.kube.CoreV1().ServiceAccounts(saNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: saName}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	as := rest.CopyConfig(c.rc)
-	as.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + saNS + ":gantry"}
+	as.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + saNS + ":" + saName}
 	cfg := testConfig(fnNS)
 	cfg.Mode = ModeAuto // discovery must work with these rights too
 	d, err := New(cfg, as)

@@ -68,6 +68,39 @@ func renderAll(t *testing.T, rel Release, fnNamespaces ...string) []map[string]a
 
 func str(m any, path ...any) string { s, _ := get(m, path...).(string); return s }
 
+// TestDeployerRBACMatchesChart checks that manifests/deployer-rbac.yaml is
+// what the chart renders for its default function namespace, release
+// gantry in gantry-system (the names of manifests/gantry-pipeline.yaml):
+// same Role name, namespace and rules, same binding to the worker's
+// ServiceAccount. Labels may differ.
+func TestDeployerRBACMatchesChart(t *testing.T) {
+	docs := renderAll(t, Release{Name: "gantry", Namespace: "gantry-system"}, "openfaas-fn")
+	rbacFile, err := os.ReadFile(filepath.Join(root(t), "manifests/deployer-rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := Documents(rbacFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"Role", "RoleBinding"} {
+		want, got := byKind(t, docs, kind), byKind(t, ref, kind)
+		if len(want) != 1 || len(got) != 1 {
+			t.Fatalf("%s: chart renders %d, manifest holds %d; want one each", kind, len(want), len(got))
+		}
+		for _, path := range [][]any{
+			{"metadata", "name"}, {"metadata", "namespace"}, {"rules"}, {"roleRef"}, {"subjects"},
+		} {
+			if w, g := get(want[0], path...), get(got[0], path...); !reflect.DeepEqual(w, g) {
+				t.Errorf("%s %v: manifests/deployer-rbac.yaml has %v, the chart renders %v", kind, path, g, w)
+			}
+		}
+	}
+	if len(ref) != 2 {
+		t.Errorf("manifests/deployer-rbac.yaml holds %d objects, want the Role and the RoleBinding only", len(ref))
+	}
+}
+
 // TestLeastPrivilege checks the whole chart: who may talk to the API
 // server and with which grants, how every pod runs, how secrets reach it,
 // and which traffic the NetworkPolicies allow.
