@@ -1,18 +1,35 @@
 package admission
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/gantry-dev/gantry/admission/objects"
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/config"
 )
 
+// encodingSink checks that every audit record of a review encodes as one
+// JSON line with an actor.
+type encodingSink struct{}
+
+func (encodingSink) Record(_ context.Context, e audit.Event) error {
+	b, err := audit.Marshal(e)
+	if err != nil || e.Actor == "" || e.Target == "" || bytes.Count(b, []byte("\n")) != 1 || !json.Valid(b) {
+		panic(fmt.Sprintf("bad audit record %+v: %v", e, err))
+	}
+	return nil
+}
+
 // FuzzEvaluate feeds arbitrary objects of every kind through the policy
-// (offline: no registry): it must never panic, and a denial always says why.
+// (offline: no registry): it must never panic, a denial always says why,
+// and the audit records of exemptions and break-glass always encode.
 func FuzzEvaluate(f *testing.F) {
 	f.Add("Pod", podJSON("p", `{"gantry.dev/break-glass-until":"2030-01-01T00:00:00Z"}`, `{"runAsUser":0}`, ctr("a", "r/x@sha256:"+strings.Repeat("a", 64), `{"privileged":true}`)), true)
 	f.Add("Deployment", `{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"::bad::"}],"ephemeralContainers":[{"name":"e","image":"x"}]}}}}`, false)
@@ -21,8 +38,9 @@ func FuzzEvaluate(f *testing.F) {
 	cfg := config.DefaultAdmission()
 	cfg.VerifySignatures = false
 	cfg.BreakGlass.Groups = []string{"sre"}
-	cfg.Exemptions = []config.AdmissionExemption{{Image: "r/*", Rules: []string{"nonRoot"}, Reason: "fuzz"}}
-	e, err := New(cfg, Options{})
+	cfg.Exemptions = []config.AdmissionExemption{{Image: "r/*", Rules: []string{"nonRoot"}, Reason: "fuzz"},
+		{Group: "dev", Rules: []string{"podSecurity"}, Reason: "fuzz"}}
+	e, err := New(cfg, Options{Audit: encodingSink{}})
 	if err != nil {
 		f.Fatal(err)
 	}
