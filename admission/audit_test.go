@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/gantry-dev/gantry/admission/objects"
 
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/config"
@@ -207,6 +210,45 @@ func TestAuditFailureKeepsDecision(t *testing.T) {
 			}
 			if n := testutil.ToFloat64(e.Metrics().auditFailures); n != 1 {
 				t.Fatalf("audit failures counted %v, want 1", n)
+			}
+		})
+	}
+}
+
+// BenchmarkExemptionAudit measures what the audit record adds to a review
+// that uses an exemption: no sink vs the file sink (one fsync per record).
+//
+//	go test ./admission -run XXX -bench ExemptionAudit
+func BenchmarkExemptionAudit(b *testing.B) {
+	cfg := config.DefaultAdmission()
+	cfg.VerifySignatures = false
+	cfg.Exemptions = []config.AdmissionExemption{{Namespace: "fn", Reason: "bench"}}
+	w, err := objects.Decode(schema.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		[]byte(podJSON("p", "", "", ctr("app", "r/x@sha256:"+strings.Repeat("a", 64), ""))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, withFile := range []bool{false, true} {
+		name := "no-sink"
+		o := Options{}
+		if withFile {
+			name = "file"
+			f, err := audit.OpenFile(filepath.Join(b.TempDir(), "audit.jsonl"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			o.Audit = f
+		}
+		e, err := New(cfg, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if d := e.Evaluate(context.Background(), Request{Operation: "CREATE", Namespace: "fn", Username: "alice", Workload: w}); !d.Allowed {
+					b.Fatal(d.Message())
+				}
 			}
 		})
 	}
