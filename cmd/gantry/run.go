@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/pipelines"
+	"github.com/gantry-dev/gantry/pipelines/repoconfig"
 	pstages "github.com/gantry-dev/gantry/pipelines/stages"
 )
 
@@ -28,8 +29,12 @@ are not built), or --commit of --repo. Progress streams to stderr; the result
 goes to stdout. Exit 0 every function passed, 1 a policy failure (lint
 threshold, scan gate, admission denial), 2 any other error.
 
-The repository's gantry.yaml (or stack.yml) names the functions; the stages use
-the configuration's builder, lint, scanner, signer, deploy and notify sections.
+The repository's gantry.yaml (or stack.yml) names the functions. A repository
+without one is built as one function with --image REPO [--context DIR]
+[--dockerfile FILE] [--function NAME]; in a repository whose file has one
+function, these flags replace its fields; with several functions they are an
+error. Paths are relative to the repository root. The stages use the
+configuration's builder, lint, scanner, signer, deploy and notify sections.
 See docs/pipeline.md.`,
 			Args: cobra.MaximumNArgs(1),
 		}
@@ -44,10 +49,18 @@ See docs/pipeline.md.`,
 		summaryFile := fl.String("summary-file", "", "append a markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 		noDeploy := fl.Bool("no-deploy", false, "stop after signing (pipeline.deploy: false)")
 		sign := fl.Bool("sign", true, "sign and attest the images (--sign=false skips it; admission then refuses them)")
+		var ovr repoconfig.Override
+		fl.StringVar(&ovr.Image, "image", "", "image repository to push to: the one function of a repository without gantry.yaml/stack.yml, or replaces the image of a one-function file")
+		fl.StringVar(&ovr.Dockerfile, "dockerfile", "", "Dockerfile, relative to the context (default Dockerfile); like --image")
+		fl.StringVar(&ovr.Context, "context", "", "build context, relative to the repository root (default .); like --image")
+		fl.StringVar(&ovr.Function, "function", "", "function name with --image and no gantry.yaml (default: the image's last path element); with a file, its function's name")
 		format := outputFlag(cmd, "text", "json")
 		cmd.RunE = func(cmd *cobra.Command, args []string) error {
 			out, err := format()
 			if err != nil {
+				return err
+			}
+			if err := ovr.Validate(); err != nil {
 				return err
 			}
 			run, err := localRun(args, *repoURL, *commit, *ref, *repoName, *delivery, a.env)
@@ -62,7 +75,7 @@ See docs/pipeline.md.`,
 				cfg.Pipeline.Deploy = false
 			}
 			sink := &reportFiles{sarifDir: *sarifDir, dir: *reportDir, md: map[string]string{}}
-			p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{noSign: !*sign, reports: sink.write})
+			p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{noSign: !*sign, reports: sink.write, repo: ovr})
 			if err != nil {
 				return err
 			}

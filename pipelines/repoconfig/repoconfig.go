@@ -111,8 +111,27 @@ type gantryFile struct {
 	Overrides `yaml:",inline"`
 }
 
+// errNoFile is returned by readConfig when the repository has neither file.
+var errNoFile = fmt.Errorf("no %s or %s at the repository root: nothing to build", GantryFile, StackFile)
+
 // Load reads gantry.yaml, or else stack.yml, from the repository root dir.
 func Load(root string) (*Repo, error) {
+	r, err := readConfig(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	if err := r.checkPaths(root); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// readConfig reads and parses the repository's config file with its
+// defaults applied, not yet validated as a whole (see validate).
+func readConfig(root string) (*Repo, error) {
 	for _, f := range []string{GantryFile, StackFile} {
 		b, err := readInRepo(root, f)
 		if errors.Is(err, os.ErrNotExist) {
@@ -121,25 +140,25 @@ func Load(root string) (*Repo, error) {
 		if err != nil {
 			return nil, err
 		}
-		var r *Repo
 		if f == GantryFile {
-			r, err = ParseGantry(b)
-		} else {
-			r, err = ParseStack(b)
+			return parseGantry(b)
 		}
-		if err != nil {
-			return nil, err
-		}
-		if err := r.checkPaths(root); err != nil {
-			return nil, err
-		}
-		return r, nil
+		return parseStack(b)
 	}
-	return nil, fmt.Errorf("no %s or %s at the repository root: nothing to build", GantryFile, StackFile)
+	return nil, errNoFile
 }
 
 // ParseGantry parses and validates gantry.yaml content.
 func ParseGantry(b []byte) (*Repo, error) {
+	r, err := parseGantry(b)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.validate()
+}
+
+// parseGantry decodes gantry.yaml and applies its defaults.
+func parseGantry(b []byte) (*Repo, error) {
 	var f gantryFile
 	if err := config.DecodeStrict(GantryFile, b, &f); err != nil {
 		return nil, err
@@ -160,7 +179,7 @@ func ParseGantry(b []byte) (*Repo, error) {
 			fn.Scale = Scale{Min: 1, Max: 1}
 		}
 	}
-	return r, r.validate()
+	return r, nil
 }
 
 var (
@@ -183,11 +202,9 @@ func (r *Repo) validate() error {
 		bad := func(format string, args ...any) {
 			errs = append(errs, fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...)))
 		}
-		switch {
-		case fn.Name == "":
-			bad("name is required")
-		case len(fn.Name) > 63 || !dnsLabel.MatchString(fn.Name):
-			bad("name must be a DNS label (lower case letters, digits, '-', at most 63)")
+		switch err := checkName(fn.Name); {
+		case err != nil:
+			bad("%v", err)
 		case seen[fn.Name]:
 			bad("name is used twice")
 		}
@@ -199,10 +216,8 @@ func (r *Repo) validate() error {
 		}
 		if fn.Image == "" {
 			bad("image is required (a repository such as registry.example.com/team/%s)", fn.Name)
-		} else if _, err := name.NewRepository(fn.Image); err != nil {
-			// Gantry pushes and deploys by digest: a tag or digest here
-			// would be ignored, so it is refused as a mistake.
-			bad("image %q must be a repository without tag or digest (Gantry pins the built digest): %v", fn.Image, err)
+		} else if err := checkImage(fn.Image); err != nil {
+			bad("%v", err)
 		}
 		for k := range fn.Env {
 			if !envName.MatchString(k) {
@@ -247,6 +262,27 @@ func (r *Repo) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkName accepts a function name: it names the Deployment and Service.
+func checkName(n string) error {
+	switch {
+	case n == "":
+		return errors.New("name is required")
+	case len(n) > 63 || !dnsLabel.MatchString(n):
+		return errors.New("name must be a DNS label (lower case letters, digits, '-', at most 63)")
+	}
+	return nil
+}
+
+// checkImage accepts an image repository. Gantry pushes and deploys by
+// digest: a tag or digest here would be ignored, so it is refused as a
+// mistake.
+func checkImage(image string) error {
+	if _, err := name.NewRepository(image); err != nil {
+		return fmt.Errorf("image %q must be a repository without tag or digest (Gantry pins the built digest): %v", image, err)
+	}
+	return nil
 }
 
 func dnsSubdomain(s string) bool {

@@ -76,6 +76,16 @@ const (
 // functions can be built: other templates need faas-cli's template
 // machinery, and are refused with a clear error.
 func ParseStack(b []byte) (*Repo, error) {
+	r, err := parseStack(b)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.validate()
+}
+
+// parseStack decodes stack.yml into functions, refusing what Gantry cannot
+// honour; the functions are not yet validated (see validate).
+func parseStack(b []byte) (*Repo, error) {
 	var f stackFile
 	if err := config.DecodeStrict(StackFile, b, &f); err != nil {
 		return nil, err
@@ -165,7 +175,7 @@ func ParseStack(b []byte) (*Repo, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return r, r.validate()
+	return r, nil
 }
 
 func isDigest(ref name.Reference) bool {

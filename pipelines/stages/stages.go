@@ -120,7 +120,11 @@ type Deps struct {
 	// LogReports also writes each report into the stage log, so that it is
 	// stored with the run (the workers); `gantry run` writes files instead.
 	LogReports bool
-	Log        *slog.Logger
+	// Repo is `gantry run`'s --function/--context/--dockerfile/--image,
+	// applied to the repository's configuration (repoconfig.LoadWith).
+	// The workers leave it zero: a push builds what its commit says.
+	Repo repoconfig.Override
+	Log  *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -353,7 +357,12 @@ func (s *checkoutStage) Run(ctx context.Context, run pipelines.Run, log io.Write
 		return nil, err // unreachable remote, auth: an error, retried
 	}
 	fmt.Fprintf(log, "checked out %s at %s (shallow %v): %s\n", run.CloneURL, co.Commit, co.Shallow, co.Subject)
-	repo, err := repoconfig.Load(co.Dir)
+	repo, err := repoconfig.LoadWith(co.Dir, p.d.Repo)
+	if errors.Is(err, repoconfig.ErrOverride) {
+		// The command line does not fit the repository: an error for the
+		// person running it (exit 2), not a verdict on the commit.
+		return nil, err
+	}
 	if err != nil {
 		err = pipelines.Fail("repository configuration: %v", err)
 		p.finish(ctx, run, nil, err, log)
