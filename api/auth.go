@@ -8,12 +8,11 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/gantry-dev/gantry/auth"
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Tokens authenticates bearer tokens against SHA-256 digests (the
@@ -69,17 +68,9 @@ func LoadTokens(path string) (*Tokens, error) {
 	if path == "" {
 		return &Tokens{}, nil
 	}
-	f, err := os.Open(path)
+	b, err := files.ReadBounded(path, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("api tokens file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
-	if err != nil {
-		return nil, fmt.Errorf("api tokens file %s: %w", path, err)
-	}
-	if len(b) > 1<<20 {
-		return nil, fmt.Errorf("api tokens file %s: larger than 1 MiB", path)
 	}
 	t, err := ParseTokens(string(b))
 	if err != nil {

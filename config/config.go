@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -25,6 +24,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Config is the whole file. Each top-level key is one section.
@@ -150,17 +151,9 @@ func Load(src Source) (*Config, error) {
 }
 
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := files.ReadBounded(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("config file %s: larger than %d bytes", path, MaxFileSize)
 	}
 	return b, nil
 }

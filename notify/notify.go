@@ -9,15 +9,14 @@ package notify
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Verdict is the outcome of a run or of one function.
@@ -184,23 +183,11 @@ func New(cfg config.Notify, opts ...Option) (*Notifier, error) {
 // readSecretFile reads a small secret, trimmed of surrounding white space.
 // Errors name the key and file, never the content.
 func readSecretFile(key, path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := files.ReadSecret(path, maxSecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", key, path, err)
-	}
-	if len(b) > maxSecretFile {
-		return nil, fmt.Errorf("%s %s: larger than %d bytes", key, path, maxSecretFile)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return nil, fmt.Errorf("%s %s: the file is empty", key, path)
-	}
-	return []byte(s), nil
+	return b, nil
 }
 
 // Notify delivers run to every configured target, concurrently, and

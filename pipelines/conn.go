@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Connection says how to reach JetStream. With URL empty an embedded NATS
@@ -250,31 +251,11 @@ func readSecretFile(path, what string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := readBounded(path, 64<<10)
+	b, err := files.ReadSecret(path, 64<<10)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s %s is empty", what, path)
-	}
-	return s, nil
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return b, nil
+	return string(b), nil
 }
 
 // redactURL drops user info from a NATS URL list for error messages.

@@ -54,6 +54,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/files"
 	"github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/scanner/report"
 )
@@ -505,20 +506,6 @@ func cacheDir(dir string) (string, error) {
 // readSecretFile reads a small secret file, trimmed. Its content never
 // appears in errors.
 func readSecretFile(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if fi.Size() > 4096 {
-		return "", fmt.Errorf("%s is larger than 4 KiB: not a token file", path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return tok, nil
+	b, err := files.ReadSecret(path, 4096)
+	return string(b), err
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/tuf"
+
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // maxKeyFile bounds key and certificate files.
@@ -56,7 +58,7 @@ func (p *Policy) loadKeys() error {
 		k := &trustedKey{name: id.Name, notBefore: id.NotBefore, notAfter: id.NotAfter}
 		switch {
 		case id.Key != "":
-			b, err := readBounded(p.path(id.Key), maxKeyFile)
+			b, err := files.ReadBounded(p.path(id.Key), maxKeyFile)
 			if err != nil {
 				return fmt.Errorf("identity %s: key file: %w", id.Name, err)
 			}
@@ -120,7 +122,7 @@ func (p *Policy) loadTrust() (*keylessTrust, error) {
 	t := &keylessTrust{roots: x509.NewCertPool(), intermediates: x509.NewCertPool()}
 	h := sha256.New()
 	for _, f := range tr.FulcioCerts {
-		b, err := readBounded(p.path(f), maxKeyFile)
+		b, err := files.ReadBounded(p.path(f), maxKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("fulcioCerts: %w", err)
 		}
@@ -138,13 +140,13 @@ func (p *Policy) loadTrust() (*keylessTrust, error) {
 			}
 		}
 	}
-	load := func(files []string, what string) (*cosign.TrustedTransparencyLogPubKeys, error) {
-		if len(files) == 0 {
+	load := func(paths []string, what string) (*cosign.TrustedTransparencyLogPubKeys, error) {
+		if len(paths) == 0 {
 			return nil, nil
 		}
 		keys := cosign.NewTrustedTransparencyLogPubKeys()
-		for _, f := range files {
-			b, err := readBounded(p.path(f), maxKeyFile)
+		for _, f := range paths {
+			b, err := files.ReadBounded(p.path(f), maxKeyFile)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/files"
 	goci "github.com/gantry-dev/gantry/internal/oci"
 )
 
@@ -88,7 +89,7 @@ func loadIdentity(ctx context.Context, cfg config.Signer, o *newOptions) (*signi
 		return nil, ErrSigningDisabled
 	case "file":
 		src := "key file " + cfg.KeyFile
-		key, err := readBounded(cfg.KeyFile, maxSecretSize)
+		key, err := files.ReadBounded(cfg.KeyFile, maxSecretSize)
 		if err != nil {
 			return nil, fmt.Errorf("signer: %s: %w", src, sanitize(err))
 		}
@@ -147,7 +148,7 @@ func keyErrorKind(err error) string {
 
 func password(cfg config.Signer, o *newOptions, fallback []byte) ([]byte, error) {
 	if cfg.PasswordFile != "" {
-		b, err := readBounded(cfg.PasswordFile, maxSecretSize)
+		b, err := files.ReadBounded(cfg.PasswordFile, maxSecretSize)
 		if err != nil {
 			return nil, fmt.Errorf("password file %s: %w", cfg.PasswordFile, sanitize(err))
 		}
@@ -209,7 +210,7 @@ func keylessIdentity(ctx context.Context, cfg config.Signer, o *newOptions) (*si
 	var token string
 	switch {
 	case cfg.OIDCTokenFile != "":
-		b, err := readBounded(cfg.OIDCTokenFile, maxSecretSize)
+		b, err := files.ReadBounded(cfg.OIDCTokenFile, maxSecretSize)
 		if err != nil {
 			return nil, fmt.Errorf("signer: OIDC token file %s: %w", cfg.OIDCTokenFile, sanitize(err))
 		}

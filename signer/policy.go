@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // MaxPolicySize bounds a policy file: a policy is a few kilobytes.
@@ -121,7 +122,7 @@ type AttestationRequirement struct {
 
 // LoadPolicy reads a policy file and the key files it names.
 func LoadPolicy(path string) (*Policy, error) {
-	b, err := readBounded(path, MaxPolicySize)
+	b, err := files.ReadBounded(path, MaxPolicySize)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
@@ -286,20 +287,4 @@ func (p *Policy) computeVersion(doc []byte) string {
 		h.Write(p.trust.digest)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
 }

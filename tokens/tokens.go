@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/auth"
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Prefix starts every token (secret scanners can look for it).
@@ -276,20 +276,12 @@ func (s *Store) current() ([]Token, error) {
 }
 
 func readFile(path string) ([]Token, error) {
-	f, err := os.Open(path)
+	b, err := files.ReadBounded(path, maxStoreSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("token store %s: %w", path, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStoreSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("token store %s: %w", path, err)
-	}
-	if len(b) > maxStoreSize {
-		return nil, fmt.Errorf("token store %s: larger than %d bytes", path, maxStoreSize)
+		return nil, fmt.Errorf("token store: %w", err)
 	}
 	return parseStore(b, path)
 }

@@ -10,8 +10,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Errors of signature verification. Their text goes back to the sender, so
@@ -64,20 +65,13 @@ func LoadSecrets(files, envNames []string, getenv func(string) string) (Secrets,
 }
 
 func readSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := files.ReadBounded(path, 4096)
 	if err != nil {
 		return nil, fmt.Errorf("webhook secret file: %w", err)
 	}
-	defer f.Close()
-	b := make([]byte, 4097)
-	n, err := f.Read(b)
-	if err != nil && n == 0 {
-		return nil, fmt.Errorf("webhook secret file %s: empty or unreadable", path)
-	}
-	if n > 4096 {
-		return nil, fmt.Errorf("webhook secret file %s: larger than 4096 bytes; is it the right file?", path)
-	}
-	v := []byte(strings.TrimRight(string(b[:n]), "\r\n"))
+	// Only the line ending an editor adds is dropped: the secret is the
+	// HMAC key byte for byte, spaces included.
+	v := []byte(strings.TrimRight(string(b), "\r\n"))
 	if len(v) == 0 {
 		return nil, fmt.Errorf("webhook secret file %s is empty", path)
 	}

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // Ignore is one accepted finding: a vulnerability id (optionally only in one
@@ -61,14 +62,9 @@ type file struct {
 
 // LoadIgnoreFile reads and checks an ignore file; see ParseIgnores.
 func LoadIgnoreFile(path string) ([]Ignore, error) {
-	f, err := os.Open(path)
+	b, err := files.ReadBounded(path, MaxIgnoreFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("ignore file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxIgnoreFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("ignore file %s: %w", path, err)
 	}
 	igs, err := ParseIgnores(b)
 	if err != nil {
