@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/spf13/cobra"
@@ -254,38 +256,79 @@ func (r *reportFiles) firstErr() error {
 	return nil
 }
 
+// maxSummary bounds the markdown summary: GitHub refuses a step summary over
+// 1 MiB (and shows nothing of it), and the file may be shared with other
+// tools of the same step.
+const maxSummary = 512 << 10
+
 // appendSummary appends a markdown summary (GitHub's step summary file is
 // shared by the job's steps, so it is appended to, never replaced).
 func appendSummary(path string, run *pipelines.Run, fns []pstages.FunctionResult, r *reportFiles) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "## Gantry run: %s\n\n", run.State)
-	if run.Message != "" {
-		fmt.Fprintf(&b, "%s\n\n", mdEscape(run.Message))
-	}
-	b.WriteString("| function | result | image |\n| --- | --- | --- |\n")
-	for _, f := range fns {
-		res := "passed"
-		if f.FailedStage != "" {
-			res = "failed at " + f.FailedStage + ": " + f.Reason
-		}
-		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", mdEscape(f.Name), mdEscape(res), f.Image)
-	}
 	r.mu.Lock()
-	for _, f := range fns {
-		if md := r.md[f.Name]; md != "" {
-			fmt.Fprintf(&b, "\n### %s\n\n%s\n", mdEscape(f.Name), md)
-		}
-	}
+	md := maps.Clone(r.md)
 	r.mu.Unlock()
 	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	if _, err := fh.WriteString(b.String()); err != nil {
+	if _, err := fh.WriteString(summaryMarkdown(run, fns, md, maxSummary)); err != nil {
 		fh.Close()
 		return err
 	}
 	return fh.Close()
+}
+
+// summaryMarkdown is the run's verdict, a table of the functions and each
+// function's scan summary (its top findings), in at most limit bytes: the
+// scan summaries that do not fit are left out with a note saying so.
+func summaryMarkdown(run *pipelines.Run, fns []pstages.FunctionResult, scanMD map[string]string, limit int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Gantry run: %s\n\n", run.State)
+	if run.Message != "" {
+		fmt.Fprintf(&b, "%s\n\n", mdEscape(clip(run.Message, 1000)))
+	}
+	b.WriteString("| function | result | image |\n| --- | --- | --- |\n")
+	for _, f := range fns {
+		res := "passed"
+		if f.FailedStage != "" {
+			res = "failed at " + f.FailedStage + ": " + clip(f.Reason, 500)
+		}
+		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", mdEscape(f.Name), mdEscape(res), strings.ReplaceAll(f.Image, "`", "'"))
+	}
+	const note = "\n…the scan summaries of %d more function(s) are left out (GitHub's size limit): see the SARIF in code scanning, or gantry run --report-dir.\n"
+	if b.Len()+len(note)+8 > limit {
+		return clip(b.String(), limit-len(note)-8) + fmt.Sprintf(note, len(fns))
+	}
+	for i, f := range fns {
+		sec := ""
+		if m := scanMD[f.Name]; m != "" {
+			sec = fmt.Sprintf("\n### %s\n\n%s\n", mdEscape(f.Name), m)
+		}
+		if b.Len()+len(sec)+len(note)+8 > limit {
+			left := 0
+			for _, g := range fns[i:] {
+				if scanMD[g.Name] != "" {
+					left++
+				}
+			}
+			fmt.Fprintf(&b, note, left)
+			break
+		}
+		b.WriteString(sec)
+	}
+	return b.String()
+}
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n = max(n-len("…"), 0)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // mdEscape keeps untrusted text (function names, messages) from breaking

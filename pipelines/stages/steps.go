@@ -17,6 +17,7 @@ import (
 	"github.com/gantry-dev/gantry/builder"
 	"github.com/gantry-dev/gantry/builder/lint"
 	"github.com/gantry-dev/gantry/deploy"
+	"github.com/gantry-dev/gantry/internal/codescanning"
 	"github.com/gantry-dev/gantry/notify"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/scanner"
@@ -68,7 +69,11 @@ func (p *Pipeline) lint(ctx context.Context, run pipelines.Run, st *state, f *fn
 	if err := lint.WriteSARIF(&sarif, rep); err != nil {
 		return err
 	}
-	p.report(run, f, "lint.sarif", sarif.Bytes(), log)
+	ghSARIF, err := codescanning.Prepare(sarif.Bytes(), codescanning.Options{Category: SARIFCategory(Lint, f.Spec.Name)})
+	if err != nil {
+		return err
+	}
+	p.report(run, f, "lint.sarif", ghSARIF, log)
 	if rep.Fails(threshold) {
 		return pipelines.Fail("findings at or above %s in %s (%d error(s), %d warning(s))", threshold, rel,
 			rep.Count(lint.Error), rep.Count(lint.Warning))
@@ -153,8 +158,14 @@ func (p *Pipeline) scan(ctx context.Context, run pipelines.Run, st *state, f *fn
 	if err := report.WriteSARIF(&sarif, res.Report, v, scanner.TrivyVersion()); err != nil {
 		return err
 	}
+	// The findings are in the image: code scanning shows them at the
+	// function's Dockerfile, the file that chose what the image holds.
+	ghSARIF, err := codescanning.Prepare(sarif.Bytes(), codescanning.Options{Category: SARIFCategory(Scan, f.Spec.Name), Anchor: f.dockerfile()})
+	if err != nil {
+		return err
+	}
 	p.report(run, f, "scan.json", js.Bytes(), log)
-	p.report(run, f, "scan.sarif", sarif.Bytes(), log)
+	p.report(run, f, "scan.sarif", ghSARIF, log)
 	p.report(run, f, "sbom.cdx.json", art.sbom, log)
 	p.report(run, f, "scan.md", []byte(report.Markdown(res.Report, v, report.DefaultMarkdownLimit)), nil)
 	if !v.Pass {
@@ -302,6 +313,12 @@ func (p *Pipeline) deploy(ctx context.Context, run pipelines.Run, st *state, f *
 		}
 		return err
 	}
+}
+
+// SARIFCategory is the code-scanning category of a stage's SARIF for one
+// function ("gantry/scan/hello/"): one per file, as GitHub requires.
+func SARIFCategory(stage, function string) string {
+	return "gantry/" + stage + "/" + function + "/"
 }
 
 // report stores a report: in the stage log (so it lives with the run) and
