@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/auth"
+	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/server"
 	"github.com/gantry-dev/gantry/webhooks"
 )
@@ -49,9 +50,14 @@ to the queue.`,
 func serve(cmd *cobra.Command, a *app) error {
 	ctx := cmd.Context()
 	cfg := a.cfg
-	st, err := stages(cmd)
-	if err != nil {
-		return err
+	// A receiver-only server (server.runWorkers: false) builds no stages:
+	// it needs no builder, scanner, signing key or cluster credentials.
+	var st []pipelines.Stage
+	if cfg.Server.RunWorkers {
+		var err error
+		if st, err = stages(cmd); err != nil {
+			return err
+		}
 	}
 	secrets, err := webhooks.LoadSecrets(cfg.Webhooks.GitHubSecretFiles, cfg.Webhooks.GitHubSecretEnv,
 		func(name string) string { return lookupEnv(a.env, name) })
