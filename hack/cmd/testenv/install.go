@@ -31,6 +31,8 @@ var debianPackages = []struct{ name, file string }{
 	{"busybox-static", "/bin/busybox"},
 	// For the dashboard's browser tests (driven with chromedp).
 	{"chromium", "chromium"},
+	// The workflow contract test runs the workflow step scripts, which use jq.
+	{"jq", "jq"},
 }
 
 // tools are the paths of installed binaries.
