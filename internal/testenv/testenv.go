@@ -1,6 +1,7 @@
 // Package testenv connects integration tests to the real daemons that
 // hack/testenv starts (buildkitd, an OCI registry, etcd + kube-apiserver) and
-// to the tool binaries it installs.
+// to the tool binaries it installs (buildctl, kubectl, cosign, nats-server,
+// trivy, …).
 //
 // hack/testenv writes a shell-sourceable file, .testenv/env by default. Tests
 // call Require, which loads that file or fails the test with a message that
@@ -35,6 +36,7 @@ const (
 	KeyNATSServer    = "GANTRY_NATS_SERVER"
 	KeyKubeAPIBin    = "GANTRY_KUBE_APISERVER_BIN"
 	KeyEtcdBin       = "GANTRY_ETCD_BIN"
+	KeyTrivy         = "GANTRY_TRIVY"
 
 	// EnvFileVar names an env file explicitly; otherwise Find looks for
 	// .testenv/env in the enclosing module root.
@@ -56,6 +58,7 @@ type Env struct {
 	NATSServer    string
 	KubeAPIBin    string
 	EtcdBin       string
+	Trivy         string // the trivy CLI at the version go.mod requires
 }
 
 func (e *Env) fields() map[string]*string {
@@ -64,6 +67,7 @@ func (e *Env) fields() map[string]*string {
 		KeyBaseImage: &e.BaseImage, KeyKubeconfig: &e.Kubeconfig, KeyKubeAPIServer: &e.KubeAPIServer,
 		KeyEtcd: &e.Etcd, KeyBuildctl: &e.Buildctl, KeyKubectl: &e.Kubectl, KeyCosign: &e.Cosign,
 		KeyNATSServer: &e.NATSServer, KeyKubeAPIBin: &e.KubeAPIBin, KeyEtcdBin: &e.EtcdBin,
+		KeyTrivy: &e.Trivy,
 	}
 }
 

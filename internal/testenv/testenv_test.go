@@ -13,6 +13,7 @@ func TestWriteLoadRoundTrip(t *testing.T) {
 		Registry:     "127.0.0.1:5000",
 		BaseImage:    "127.0.0.1:5000/gantry/base@sha256:abc",
 		Kubeconfig:   "/k/config",
+		Trivy:        "/cache/bin/trivy-v0.74.0/trivy",
 	}
 	path := filepath.Join(t.TempDir(), "env")
 	if err := want.Write(path); err != nil {

@@ -20,8 +20,8 @@
 //     cyclonedx), kubectl apply of a Deployment pinned by digest; no lint
 //     (hadolint cannot be installed here), so the hand path does less.
 //
-// The trivy CLI is the one hack/bench/scan builds and caches in
-// ~/.cache/gantry/bin/trivy-v0.74.0/ (run that benchmark once first).
+// The trivy CLI is the one hack/testenv installs (GANTRY_TRIVY in its env
+// file), built from the Trivy version in go.mod.
 package main
 
 import (
@@ -60,8 +60,7 @@ import (
 func main() {
 	runs := flag.Int("runs", 5, "timed rounds (medians are reported)")
 	gantryBin := flag.String("gantry", "bin/gantry", "gantry binary")
-	home, _ := os.UserHomeDir()
-	trivyBin := flag.String("trivy", filepath.Join(home, ".cache/gantry/bin/trivy-v0.74.0/trivy"), "trivy CLI")
+	trivyBin := flag.String("trivy", "", "trivy CLI (default: the test environment's, GANTRY_TRIVY)")
 	flag.Parse()
 	if err := run(*runs, *gantryBin, *trivyBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/pipeline:", err)
@@ -87,8 +86,14 @@ func run(runs int, gantryBin, trivyBin string) error {
 	if err != nil {
 		return fmt.Errorf("%w (hack/testenv up)", err)
 	}
+	if trivyBin == "" {
+		trivyBin = env.Trivy
+	}
+	if trivyBin == "" {
+		return fmt.Errorf("%s has no %s: run hack/testenv up (it installs the trivy CLI)", path, testenv.KeyTrivy)
+	}
 	if _, err := os.Stat(trivyBin); err != nil {
-		return fmt.Errorf("trivy CLI %s: %w (go run ./hack/bench/scan -runs 1 builds it)", trivyBin, err)
+		return fmt.Errorf("trivy CLI: %w (hack/testenv up installs it)", err)
 	}
 	work, err := os.MkdirTemp("", "gantry-bench-pipeline-")
 	if err != nil {

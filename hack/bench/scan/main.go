@@ -14,9 +14,9 @@
 // json` (findings only) and `--format cyclonedx --scanners vuln` (SBOM with
 // findings), each one run.
 //
-// The trivy binary is built once from this module's go.mod (same versions
-// as gantry links) with `go build -modfile` on a copy, so go.mod is left
-// untouched, and cached in ~/.cache/gantry/bin/trivy-<version>/.
+// The trivy binary is the one hack/testenv installs (GANTRY_TRIVY in its
+// env file): built from the Trivy version in go.mod, with go.mod's other
+// versions, so both tools run the same Trivy code.
 package main
 
 import (
@@ -37,7 +37,7 @@ import (
 func main() {
 	runs := flag.Int("runs", 15, "timed runs per tool (the median is reported)")
 	gantryBin := flag.String("gantry", "", "gantry binary (default: built from ./cmd/gantry into a temp dir)")
-	trivyBin := flag.String("trivy", "", "trivy binary (default: built from this module's go.mod, cached)")
+	trivyBin := flag.String("trivy", "", "trivy binary (default: the test environment's, GANTRY_TRIVY)")
 	flag.Parse()
 	if err := run(*runs, *gantryBin, *trivyBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -67,8 +67,8 @@ func run(runs int, gantryBin, trivyBin string) error {
 		}
 	}
 	if trivyBin == "" {
-		if trivyBin, err = buildTrivy(work); err != nil {
-			return err
+		if trivyBin = env.Trivy; trivyBin == "" {
+			return fmt.Errorf("%s has no %s: run hack/testenv up (it installs the trivy CLI)", envFile, testenv.KeyTrivy)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -157,46 +157,6 @@ func timeRun(bin string, args, env []string, okRC []int) (time.Duration, error) 
 		}
 	}
 	return d, nil
-}
-
-// buildTrivy builds the trivy CLI from the Trivy version in go.mod, with
-// the rest of go.mod's versions, into a cache keyed by that version.
-func buildTrivy(work string) (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/aquasecurity/trivy").Output()
-	if err != nil {
-		return "", fmt.Errorf("go list -m github.com/aquasecurity/trivy: %w", err)
-	}
-	version := strings.TrimSpace(string(out))
-	home, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(home, "gantry", "bin", "trivy-"+version, "trivy")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	fmt.Printf("building trivy %s from this module's go.mod (once; cached in %s) …\n", version, filepath.Dir(bin))
-	// The trivy command imports packages (Kubernetes scanning, the server)
-	// that gantry does not: a copy of go.mod gets their go.sum entries, so
-	// the real go.mod and go.sum stay as they are.
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("run from the repository root: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(work, "trivy."+strings.TrimPrefix(f, "go.")), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	modfile := "-modfile=" + filepath.Join(work, "trivy.mod")
-	if err := goCmd("get", modfile, "github.com/aquasecurity/trivy/cmd/trivy@"+version); err != nil {
-		return "", err
-	}
-	if err := goCmd("build", modfile, "-trimpath", "-ldflags", "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver="+version,
-		"-o", bin, "github.com/aquasecurity/trivy/cmd/trivy"); err != nil {
-		return "", err
-	}
-	return bin, nil
 }
 
 func goCmd(args ...string) error {

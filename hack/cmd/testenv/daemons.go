@@ -45,7 +45,16 @@ func (r *rig) up() error {
 		return err
 	}
 	if r.allAlive() {
-		if _, err := os.Stat(r.envFile()); err == nil {
+		if env, err := testenv.Load(r.envFile()); err == nil {
+			// The daemons stay; tool paths are refreshed, so a tool added
+			// to (or bumped in) the install step reaches the env file
+			// without a restart.
+			if t.setPaths(env) {
+				if err := env.Write(r.envFile()); err != nil {
+					return err
+				}
+				say("tool paths updated in %s", r.envFile())
+			}
 			say("already running (%s); env: %s", r.state, r.envFile())
 			return nil
 		}
@@ -75,13 +84,8 @@ func (r *rig) up() error {
 		Registry:      "127.0.0.1:" + strconv.Itoa(regPort),
 		Etcd:          "http://127.0.0.1:" + strconv.Itoa(etcdPort),
 		KubeAPIServer: "https://127.0.0.1:" + strconv.Itoa(apiPort),
-		Buildctl:      t.buildctl,
-		Kubectl:       t.kubectl,
-		Cosign:        t.cosign,
-		NATSServer:    t.natsServer,
-		KubeAPIBin:    t.kubeAPIServer,
-		EtcdBin:       t.etcd,
 	}
+	t.setPaths(env)
 
 	regd, err := r.registryDaemon(t, env.Registry)
 	if err != nil {
@@ -114,6 +118,24 @@ func (r *rig) up() error {
 	}
 	say("up in %s; env: %s", time.Since(start).Round(10*time.Millisecond), r.envFile())
 	return nil
+}
+
+// setPaths writes the tool paths into env and reports whether any changed.
+func (t *tools) setPaths(env *testenv.Env) bool {
+	changed := false
+	for _, p := range []struct {
+		dst *string
+		v   string
+	}{
+		{&env.Buildctl, t.buildctl}, {&env.Kubectl, t.kubectl}, {&env.Cosign, t.cosign},
+		{&env.NATSServer, t.natsServer}, {&env.KubeAPIBin, t.kubeAPIServer}, {&env.EtcdBin, t.etcd},
+		{&env.Trivy, t.trivy},
+	} {
+		if *p.dst != p.v {
+			*p.dst, changed = p.v, true
+		}
+	}
+	return changed
 }
 
 // start launches d detached (own session, stdin from /dev/null, output to

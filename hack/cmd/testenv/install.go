@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/modfile"
 )
 
 // Versions of the tools the test environment builds. Changing one builds it
@@ -41,6 +43,7 @@ type tools struct {
 	etcd, kubeAPIServer, kubectl string
 	cosign, natsServer           string
 	staticcheck                  string
+	trivy                        string
 	runc, registry, busybox      string
 }
 
@@ -124,7 +127,85 @@ func (r *rig) install() (*tools, error) {
 		}
 		*g.dst = filepath.Join(dir, g.name)
 	}
+
+	if t.trivy, err = r.installTrivy(bin); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// trivyModule is the module whose CLI the scanner's Trivy-server tests and
+// the scan benchmark run.
+const trivyModule = "github.com/aquasecurity/trivy"
+
+// installTrivy builds the trivy CLI at the Trivy version Gantry's go.mod
+// requires, so the server the tests talk to and the CLI the benchmark times
+// are the same code Gantry links. Its cache key is that version: a bump in
+// go.mod builds it anew.
+//
+// The trivy command imports packages Gantry does not (Kubernetes scanning,
+// the server), whose modules go.sum lacks; the build runs on a temporary
+// copy of go.mod and go.sum (go's -modfile), so the real ones are never
+// touched. The rest of go.mod's versions apply, as in Gantry's own build.
+func (r *rig) installTrivy(bin string) (string, error) {
+	gomod := filepath.Join(r.root, "go.mod")
+	version, err := requiredVersion(gomod, trivyModule)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(bin, "trivy-"+version)
+	if err := ensureBuilt(dir, "trivy "+version, "~3-4 min", func(tmp string) error {
+		modDir, err := os.MkdirTemp("", "gantry-trivy-modfile-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(modDir)
+		modFile := filepath.Join(modDir, "trivy.mod")
+		for src, dst := range map[string]string{gomod: modFile, filepath.Join(r.root, "go.sum"): filepath.Join(modDir, "trivy.sum")} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, b, 0o644); err != nil {
+				return err
+			}
+		}
+		// Trivy's JSON code needs encoding/json/v2.
+		env := []string{"GOEXPERIMENT=jsonv2"}
+		if err := run(r.root, env, "go", "get", "-modfile="+modFile, trivyModule+"/cmd/trivy@"+version); err != nil {
+			return err
+		}
+		return run(r.root, env, "go", "build", "-modfile="+modFile, "-trimpath",
+			"-ldflags", "-s -w -X "+trivyModule+"/pkg/version/app.ver="+strings.TrimPrefix(version, "v"),
+			"-o", filepath.Join(tmp, "trivy"), trivyModule+"/cmd/trivy")
+	}); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "trivy"), nil
+}
+
+// requiredVersion returns the version of module that the go.mod at path
+// requires.
+func requiredVersion(path, module string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	f, err := modfile.ParseLax(path, b, nil)
+	if err != nil {
+		return "", err
+	}
+	for _, rep := range f.Replace {
+		if rep.Old.Path == module {
+			return "", fmt.Errorf("%s: %s is replaced (by %s); the trivy CLI is built from the required version only: remove the replace or build trivy by hand", path, module, rep.New.Path)
+		}
+	}
+	for _, req := range f.Require {
+		if req.Mod.Path == module {
+			return req.Mod.Version, nil
+		}
+	}
+	return "", fmt.Errorf("%s does not require %s", path, module)
 }
 
 // which installs what is missing and returns the path of one tool.
@@ -136,7 +217,7 @@ func (r *rig) which(name string) (string, error) {
 	paths := map[string]string{
 		"buildkitd": t.buildkitd, "buildctl": t.buildctl, "etcd": t.etcd,
 		"kube-apiserver": t.kubeAPIServer, "kubectl": t.kubectl, "cosign": t.cosign,
-		"nats-server": t.natsServer, "staticcheck": t.staticcheck, "runc": t.runc,
+		"nats-server": t.natsServer, "staticcheck": t.staticcheck, "trivy": t.trivy, "runc": t.runc,
 		"docker-registry": t.registry, "busybox": t.busybox,
 	}
 	if p, ok := paths[name]; ok {

@@ -1,6 +1,7 @@
 // Command testenv installs and runs Gantry's test environment: real daemons on
 // loopback (buildkitd, an OCI registry, etcd + kube-apiserver) and the tool
-// binaries tests use (buildctl, kubectl, cosign, nats-server, staticcheck).
+// binaries tests use (buildctl, kubectl, cosign, nats-server, staticcheck, and
+// trivy at the version go.mod requires).
 //
 // It is run through the hack/testenv wrapper:
 //
