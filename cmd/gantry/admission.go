@@ -13,6 +13,7 @@ import (
 
 	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/admission/webhook"
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
 	"github.com/gantry-dev/gantry/pipelines"
 )
@@ -82,6 +83,7 @@ Security Standards, no root containers. See docs/admission.md.`,
 				return err
 			}
 			defer closeAudit()
+			auditCertRotation(rl, &audit.Recorder{Sink: sink, Log: a.log}, "admission")
 			eval, err := admission.Build(a.cfg, admission.BuildOptions{Log: a.log, Registerer: reg, Audit: sink})
 			if err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/auth/oidc"
 	"github.com/gantry-dev/gantry/config"
@@ -42,6 +43,25 @@ type hardening struct {
 	// oidc verifies ID tokens of api.oidc.issuer; nil when off. Put it in
 	// the auth.Chain of the API and the dashboard.
 	oidc auth.Authenticator
+	// certs reloads the serving certificate; nil with insecureHTTP.
+	certs *tlsreload.Reloader
+}
+
+// auditCertRotation records each serving-certificate rotation of rl (a
+// config reload that changes who the server claims to be).
+func auditCertRotation(rl *tlsreload.Reloader, rec *audit.Recorder, component string) {
+	if rl == nil {
+		return
+	}
+	rl.OnReload(func(ev tlsreload.Reloaded) {
+		rec.Record(context.Background(), audit.Event{
+			Time: time.Now().UTC(), Action: audit.ActionConfigReload, Actor: "gantry", Target: component + " tls certificate",
+			Outcome: "ok", Details: map[string]string{
+				"certFile": ev.CertFile, "subject": ev.Leaf.Subject.String(), "sha256": ev.SHA256,
+				"notAfter": ev.Leaf.NotAfter.UTC().Format(time.RFC3339),
+			},
+		})
+	})
 }
 
 func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
@@ -53,7 +73,7 @@ func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server.tls: %w", err)
 		}
-		h.tls = rl.TLSConfig()
+		h.tls, h.certs = rl.TLSConfig(), rl
 	case !s.InsecureHTTP:
 		return nil, usageError("no serving certificate: set server.tls.certFile and server.tls.keyFile (--tls-cert/--tls-key), " +
 			"or server.insecureHTTP: true (--insecure-http) only behind a proxy that terminates TLS")

@@ -108,6 +108,7 @@ func serve(cmd *cobra.Command, a *app) error {
 		return err
 	}
 	defer acc.close()
+	auditCertRotation(hard.certs, acc.audit, "serve")
 	authn := auth.Chain{acc.tokens, tokens, hard.oidc}
 	apiHandler, err := api.New(api.Options{Store: q, Auth: authn, Audit: acc.audit, Timeout: cfg.Queue.Timeout, Logger: a.log, AfterAuth: hard.perPrincipal})
 	if err != nil {

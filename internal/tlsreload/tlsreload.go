@@ -9,9 +9,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -35,6 +37,25 @@ type Reloader struct {
 	stamp     string
 	lastCheck time.Time
 	lastErr   error
+	onReload  func(Reloaded)
+}
+
+// Reloaded describes a certificate that replaced the one being served.
+type Reloaded struct {
+	CertFile string
+	// Leaf is the new serving certificate.
+	Leaf *x509.Certificate
+	// SHA256 is the hex fingerprint of Leaf (what operators compare).
+	SHA256 string
+}
+
+// OnReload registers f to be called, outside any lock, each time a changed
+// pair is loaded after the first: a certificate rotation is an event worth
+// an audit record.
+func (r *Reloader) OnReload(f func(Reloaded)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onReload = f
 }
 
 // NewReloader loads the pair once; a pair that does not load is an error.
@@ -81,7 +102,14 @@ func (r *Reloader) reload(force bool) error {
 		r.lastErr = fmt.Errorf("tls certificate %s / key %s: %w", r.certFile, r.keyFile, err)
 		return r.lastErr
 	}
+	rotated := r.cert != nil
 	r.cert, r.stamp, r.lastErr = &c, stamp, nil
+	if rotated && r.onReload != nil && c.Leaf != nil {
+		sum := sha256.Sum256(c.Leaf.Raw)
+		ev, f := Reloaded{CertFile: r.certFile, Leaf: c.Leaf, SHA256: hex.EncodeToString(sum[:])}, r.onReload
+		// Called without r.mu held: f may take its time (an audit sink).
+		defer func() { go f(ev) }()
+	}
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package tlsreload
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -76,5 +78,52 @@ func TestReloaderKeepsLastGoodPair(t *testing.T) {
 	}
 	if _, err := NewReloader(filepath.Join(dir, "missing"), f.Key); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+func TestOnReloadReportsRotationsOnly(t *testing.T) {
+	dir := t.TempDir()
+	f, err := SelfSigned(dir, []string{"127.0.0.1"}, 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReloader(f.Cert, f.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.minCheck = 0
+	got := make(chan Reloaded, 4)
+	r.OnReload(func(ev Reloaded) { got <- ev })
+
+	// No change, and a broken pair: no event.
+	_, _ = r.GetCertificate(nil)
+	if err := os.WriteFile(f.Cert, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Err()
+	// A good new pair: one event, with the new leaf's fingerprint.
+	_, certPEM, keyPEM, err := Generate([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.Key, keyPEM, 0o600)
+	os.WriteFile(f.Cert, certPEM, 0o644)
+	c, err := r.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		sum := sha256.Sum256(c.Leaf.Raw)
+		if ev.CertFile != f.Cert || ev.SHA256 != hex.EncodeToString(sum[:]) || !ev.Leaf.Equal(c.Leaf) {
+			t.Fatalf("event %+v does not describe the new certificate", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload event for a rotated certificate")
+	}
+	select {
+	case ev := <-got:
+		t.Fatalf("unexpected second event: %+v", ev)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
