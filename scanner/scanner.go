@@ -33,6 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/twitchtv/twirp"
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
 	dbTypes "github.com/aquasecurity/trivy-db/pkg/types"
@@ -333,7 +334,7 @@ func (s *Scanner) Scan(ctx context.Context, ref string) (*Result, error) {
 			return nil, fmt.Errorf("scan of %s: %w (scanner.timeout is %s)", digestRef, ctx.Err(), s.cfg.Timeout)
 		}
 		if s.mode == ModeServer {
-			return nil, fmt.Errorf("scan of %s with the Trivy server %s (scanner.server): %w", digestRef, s.cfg.Server, err)
+			return nil, fmt.Errorf("scan of %s with the Trivy server %s (scanner.server): %w%s", digestRef, s.cfg.Server, err, serverHint(err))
 		}
 		return nil, fmt.Errorf("scan of %s: %w", digestRef, err)
 	}
@@ -407,6 +408,16 @@ func (s *Scanner) service(ctx context.Context, img ftypes.Image) (scan.Service, 
 		return scan.Service{}, fmt.Errorf("image analysis setup: %w", err)
 	}
 	return scan.NewService(backend, art), nil
+}
+
+// serverHint says what to fix when the Trivy server refused the request
+// for a reason the operator controls.
+func serverHint(err error) string {
+	var twerr twirp.Error
+	if errors.As(err, &twerr) && twerr.Code() == twirp.Unauthenticated {
+		return "; the server refused the token: scanner.serverTokenFile must hold the server's --token"
+	}
+	return ""
 }
 
 func allSeverities() []dbTypes.Severity {
