@@ -621,7 +621,9 @@ func (e *Evaluator) verify(ctx context.Context, image string, d name.Digest) *Vi
 	if r.Verified {
 		return nil
 	}
-	fix := "sign " + d.String() + " with a key or identity the verify policy trusts (gantry sign)"
+	// The image is named by the violation and the verifier's message says
+	// what was looked for; the fix need not repeat the digest.
+	fix := "sign the digest with a key or identity the verify policy trusts (gantry sign)"
 	if r.Reason == verification.ReasonUntrusted {
 		fix = "re-sign with a trusted key or identity, or add the signer to the verify policy"
 	}

@@ -132,7 +132,7 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 	}
 	if f.absent || len(f.sigs) == 0 {
 		res.Reason = NoSignature
-		res.Message = fmt.Sprintf("no signature found for %s (looked for %s): sign it with `gantry sign %s`, or deploy a digest that was signed", ref, f.tag.TagStr(), ref)
+		res.Message = fmt.Sprintf("no signature found (looked for the tag %s): sign it with `gantry sign %s`, or deploy a digest that was signed", f.tag.TagStr(), ref)
 		return res, nil
 	}
 

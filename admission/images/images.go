@@ -134,6 +134,11 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Diges
 		return v.(name.Digest), nil
 	}
 	v, err := i.do(ctx, "tag:"+key, func(ctx context.Context) (any, error) {
+		// A flight that ended between our cache miss and this flight's
+		// start has stored the answer: use it rather than ask again.
+		if v, ok := i.tags.Get(key); ok {
+			return v, nil
+		}
 		i.calls.Add(1)
 		p, err := i.pullerFor(ref.Context().Name())
 		if err != nil {
@@ -163,6 +168,9 @@ func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
 		return v.([]User), nil
 	}
 	v, err := i.do(ctx, "user:"+key, func(ctx context.Context) (any, error) {
+		if v, ok := i.users.Get(key); ok { // see Resolve
+			return v, nil
+		}
 		u, err := i.fetchUsers(ctx, d)
 		if err == nil {
 			// Stored inside the flight, so no caller can miss both.

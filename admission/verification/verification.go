@@ -97,6 +97,11 @@ func (c *Cache) Verify(ctx context.Context, ref name.Digest) (Result, error) {
 	}
 	c.misses.Add(1)
 	ch := c.group.DoChan(key, func() (any, error) {
+		// A flight that ended between our cache miss and this flight's
+		// start has stored its answer: use it rather than verify again.
+		if v, ok := c.entries.Get(key); ok {
+			return v, nil
+		}
 		vctx := context.WithoutCancel(ctx)
 		if dl, ok := ctx.Deadline(); ok {
 			var cancel context.CancelFunc
