@@ -191,7 +191,7 @@ func requiredVersion(path, module string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := modfile.ParseLax(path, b, nil)
+	f, err := modfile.Parse(path, b, nil)
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/testenv"
+)
+
+func TestRequiredVersion(t *testing.T) {
+	cases := []struct {
+		name, gomod, want, wantErr string
+	}{
+		{"block require", "module x\n\ngo 1.26\n\nrequire (\n\tgithub.com/aquasecurity/trivy v0.74.0\n\tgithub.com/aquasecurity/trivy-db v0.0.0-20260813095258-0e0340a01b57\n)\n", "v0.74.0", ""},
+		{"indirect", "module x\n\nrequire github.com/aquasecurity/trivy v0.75.1 // indirect\n", "v0.75.1", ""},
+		{"only a module with the same prefix", "module x\n\nrequire github.com/aquasecurity/trivy-db v0.0.1\n", "", "does not require github.com/aquasecurity/trivy"},
+		{"replaced", "module x\n\nrequire github.com/aquasecurity/trivy v0.74.0\n\nreplace github.com/aquasecurity/trivy => ../trivy\n", "", "is replaced (by ../trivy)"},
+		{"not a go.mod", "module x\nrequire (\n", "", "go.mod"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "go.mod")
+			if err := os.WriteFile(p, []byte(c.gomod), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := requiredVersion(p, trivyModule)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("requiredVersion = %q, %v; want %q", got, err, c.want)
+			}
+		})
+	}
+}
+
+// The repository's own go.mod names the version the trivy CLI is built at.
+func TestRequiredVersionOfThisModule(t *testing.T) {
+	got, err := requiredVersion("../../../go.mod", trivyModule)
+	if err != nil || !strings.HasPrefix(got, "v0.") {
+		t.Fatalf("requiredVersion(go.mod) = %q, %v", got, err)
+	}
+}
+
+// A running environment's env file gains new tool paths (and only those
+// change) without its daemons being touched.
+func TestSetPathsRefreshesTools(t *testing.T) {
+	tl := &tools{buildctl: "/c/bk/buildctl", kubectl: "/c/k/kubectl", cosign: "/c/cosign", natsServer: "/c/nats",
+		kubeAPIServer: "/c/k/kube-apiserver", etcd: "/c/k/etcd", trivy: "/c/trivy-v0.74.0/trivy"}
+	env := &testenv.Env{Registry: "127.0.0.1:5000", BuildkitAddr: "unix:///s.sock"}
+	if !tl.setPaths(env) {
+		t.Fatal("first setPaths reported no change")
+	}
+	if env.Trivy != tl.trivy || env.Buildctl != tl.buildctl || env.EtcdBin != tl.etcd || env.Registry != "127.0.0.1:5000" {
+		t.Fatalf("env after setPaths: %+v", env)
+	}
+	if tl.setPaths(env) {
+		t.Fatal("second setPaths reported a change: `up` would rewrite the env file every time")
+	}
+	tl.trivy = "/c/trivy-v0.75.0/trivy"
+	if !tl.setPaths(env) || env.Trivy != tl.trivy {
+		t.Fatalf("a bumped tool did not reach the env: %+v", env)
+	}
+}
