@@ -61,7 +61,6 @@ fuzz:
 
 ## bench: every benchmark program under hack/bench, against the test environment.
 ## Each prints its figures and its ratio against the raw tool; BENCH=scan runs one.
-# scan builds the trivy CLI that pipeline compares against, so it runs first.
 BENCH ?= admission build scan pipeline verify webhooks
 bench: testenv-up
 	@for b in $(BENCH); do echo "==> hack/bench/$$b"; $(GO) run ./hack/bench/$$b || exit 1; done
