@@ -148,6 +148,20 @@ func Find() (string, error) {
 	}
 }
 
+// Open finds and loads the env file, for programs (benchmarks, the demo)
+// that need the test environment outside `go test`.
+func Open() (*Env, error) {
+	path, err := Find()
+	if err != nil {
+		return nil, fmt.Errorf("test environment: %w; run `hack/testenv up` or set %s", err, EnvFileVar)
+	}
+	e, err := Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("test environment not started (%v): run `hack/testenv up` (or `make testenv-up`) first", err)
+	}
+	return e, nil
+}
+
 // Require returns the test environment or fails t with instructions. Under
 // `go test -short` it skips t, which is how unit-only runs are asked for.
 func Require(t testing.TB) *Env {
@@ -155,13 +169,9 @@ func Require(t testing.TB) *Env {
 	if testing.Short() {
 		t.Skip("integration test: needs the test environment (hack/testenv up); skipped by -short")
 	}
-	path, err := Find()
+	e, err := Open()
 	if err != nil {
-		t.Fatalf("test environment: %v; run `hack/testenv up` or set %s", err, EnvFileVar)
-	}
-	e, err := Load(path)
-	if err != nil {
-		t.Fatalf("test environment not started (%v): run `hack/testenv up` (or `make testenv-up`) first, or use `go test -short` for unit tests only", err)
+		t.Fatalf("%v; or use `go test -short` for unit tests only", err)
 	}
 	return e
 }

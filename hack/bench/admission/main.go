@@ -50,13 +50,9 @@ func main() {
 }
 
 func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
-	envFile, err := testenv.Find()
+	env, err := testenv.Open()
 	if err != nil {
 		return err
-	}
-	env, err := testenv.Load(envFile)
-	if err != nil {
-		return fmt.Errorf("%s: %w (run hack/testenv up)", envFile, err)
 	}
 	dir, err := os.MkdirTemp("", "gantry-bench-admission-")
 	if err != nil {

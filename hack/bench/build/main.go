@@ -51,13 +51,9 @@ func main() {
 }
 
 func run(runs int, gantryBin string) error {
-	envFile, err := testenv.Find()
+	env, err := testenv.Open()
 	if err != nil {
 		return err
-	}
-	env, err := testenv.Load(envFile)
-	if err != nil {
-		return fmt.Errorf("test environment not started (%v): run hack/testenv up", err)
 	}
 	work, err := os.MkdirTemp("", "gantry-bench-build-")
 	if err != nil {

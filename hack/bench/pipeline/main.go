@@ -78,19 +78,15 @@ type bench struct {
 }
 
 func run(runs int, gantryBin, trivyBin string) error {
-	path, err := testenv.Find()
+	env, err := testenv.Open()
 	if err != nil {
 		return err
-	}
-	env, err := testenv.Load(path)
-	if err != nil {
-		return fmt.Errorf("%w (hack/testenv up)", err)
 	}
 	if trivyBin == "" {
 		trivyBin = env.Trivy
 	}
 	if trivyBin == "" {
-		return fmt.Errorf("%s has no %s: run hack/testenv up (it installs the trivy CLI)", path, testenv.KeyTrivy)
+		return fmt.Errorf("the test environment has no %s: run hack/testenv up (it installs the trivy CLI)", testenv.KeyTrivy)
 	}
 	if _, err := os.Stat(trivyBin); err != nil {
 		return fmt.Errorf("trivy CLI: %w (hack/testenv up installs it)", err)

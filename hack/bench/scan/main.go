@@ -46,13 +46,9 @@ func main() {
 }
 
 func run(runs int, gantryBin, trivyBin string) error {
-	envFile, err := testenv.Find()
+	env, err := testenv.Open()
 	if err != nil {
 		return err
-	}
-	env, err := testenv.Load(envFile)
-	if err != nil {
-		return fmt.Errorf("test environment not started (%v): run hack/testenv up", err)
 	}
 	work, err := os.MkdirTemp("", "gantry-bench-scan-")
 	if err != nil {
@@ -68,7 +64,7 @@ func run(runs int, gantryBin, trivyBin string) error {
 	}
 	if trivyBin == "" {
 		if trivyBin = env.Trivy; trivyBin == "" {
-			return fmt.Errorf("%s has no %s: run hack/testenv up (it installs the trivy CLI)", envFile, testenv.KeyTrivy)
+			return fmt.Errorf("the test environment has no %s: run hack/testenv up (it installs the trivy CLI)", testenv.KeyTrivy)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

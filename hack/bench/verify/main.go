@@ -45,13 +45,9 @@ func main() {
 }
 
 func run(n int, gantryBin string) error {
-	path, err := testenv.Find()
+	env, err := testenv.Open()
 	if err != nil {
 		return err
-	}
-	env, err := testenv.Load(path)
-	if err != nil {
-		return fmt.Errorf("test environment: %w (run hack/testenv up)", err)
 	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "gantry-bench-verify-")

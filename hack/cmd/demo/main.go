@@ -94,12 +94,9 @@ func (d *demo) result(ok bool, format string, args ...any) {
 }
 
 func (d *demo) run(ctx context.Context) error {
-	envPath, err := testenv.Find()
-	if err != nil {
+	var err error
+	if d.env, err = testenv.Open(); err != nil {
 		return err
-	}
-	if d.env, err = testenv.Load(envPath); err != nil {
-		return fmt.Errorf("%s: %w (run hack/testenv up)", envPath, err)
 	}
 	root, _ := os.Getwd()
 	d.dir = filepath.Join(d.env.Dir, "demo")
