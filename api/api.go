@@ -159,17 +159,7 @@ func (a *handler) cancel(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	p, _ := auth.FromContext(r.Context())
 	id := r.PathValue("id")
-	run, err := a.opts.Store.Cancel(ctx, id, "cancelled via the API by "+p.Subject)
-	ev := audit.ByPrincipal(audit.Event{Action: audit.ActionRunCancel, Target: id, Details: map[string]string{"via": "api"}}, p)
-	switch {
-	case err == nil:
-		ev.Details["repo"], ev.Details["commit"] = run.Repo, run.Commit
-	case errors.Is(err, pipelines.ErrFinal):
-		ev.Outcome, ev.Reason = audit.OutcomeDenied, "the run already finished"
-	default:
-		ev.Outcome, ev.Reason = audit.OutcomeError, "cancel failed"
-	}
-	a.opts.Audit.Record(r.Context(), ev)
+	run, err := CancelRun(ctx, a.opts.Store, a.opts.Audit, p, id, "api", "cancelled via the API by "+p.Subject)
 	if errors.Is(err, pipelines.ErrFinal) {
 		writeJSON(w, http.StatusConflict, map[string]any{"error": "the run already finished", "run": run})
 		return
@@ -203,4 +193,29 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// Canceller cancels runs: the part of a Store that CancelRun needs.
+type Canceller interface {
+	Cancel(ctx context.Context, id, reason string) (*pipelines.Run, error)
+}
+
+// CancelRun cancels run id for p with the given reason (shown on the run)
+// and writes the audit record, whatever the outcome (ok, denied for a
+// finished run, error). via names the surface ("api", "dashboard"). The API
+// and the dashboard share it so that a cancel is recorded the same way from
+// both.
+func CancelRun(ctx context.Context, store Canceller, rec *audit.Recorder, p auth.Principal, id, via, reason string) (*pipelines.Run, error) {
+	run, err := store.Cancel(ctx, id, reason)
+	ev := audit.ByPrincipal(audit.Event{Action: audit.ActionRunCancel, Target: id, Details: map[string]string{"via": via}}, p)
+	switch {
+	case err == nil:
+		ev.Details["repo"], ev.Details["commit"] = run.Repo, run.Commit
+	case errors.Is(err, pipelines.ErrFinal):
+		ev.Outcome, ev.Reason = audit.OutcomeDenied, "the run already finished"
+	default:
+		ev.Outcome, ev.Reason = audit.OutcomeError, "cancel failed"
+	}
+	rec.Record(ctx, ev)
+	return run, err
 }

@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/pipelines"
@@ -447,17 +448,7 @@ func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), d.opts.Timeout)
 	defer cancel()
-	run, err := d.opts.Store.Cancel(ctx, id, "cancelled from the dashboard by "+wh.p.Subject)
-	ev := audit.ByPrincipal(audit.Event{Action: audit.ActionRunCancel, Target: id, Details: map[string]string{"via": "dashboard"}}, wh.p)
-	switch {
-	case err == nil:
-		ev.Details["repo"], ev.Details["commit"] = run.Repo, run.Commit
-	case errors.Is(err, pipelines.ErrFinal):
-		ev.Outcome, ev.Reason = audit.OutcomeDenied, "the run already finished"
-	default:
-		ev.Outcome, ev.Reason = audit.OutcomeError, "cancel failed"
-	}
-	d.opts.Audit.Record(r.Context(), ev)
+	_, err := api.CancelRun(ctx, d.opts.Store, d.opts.Audit, wh.p, id, "dashboard", "cancelled from the dashboard by "+wh.p.Subject)
 	if err != nil && !errors.Is(err, pipelines.ErrFinal) {
 		d.storeFail(w, r, err, wh)
 		return
