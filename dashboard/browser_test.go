@@ -175,7 +175,8 @@ func (r *rig) screenshot(t *testing.T, name string) {
 	if r.screenshotDir == "" {
 		return
 	}
-	png := get(t, r, "screenshot "+name, chromedp.FullScreenshot(90))
+	// Quality 100 makes chromedp capture PNG (anything lower is JPEG).
+	png := get(t, r, "screenshot "+name, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(r.screenshotDir, name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
