@@ -47,6 +47,7 @@ type Config struct {
 	Audit     Audit     `yaml:"audit"`
 	Dashboard Dashboard `yaml:"dashboard"`
 	Pipeline  Pipeline  `yaml:"pipeline"`
+	Worker    Worker    `yaml:"worker"`
 }
 
 // Log configures Gantry's own log output (log/slog).
@@ -78,6 +79,7 @@ func Default() *Config {
 		Audit:     DefaultAudit(),
 		Dashboard: DefaultDashboard(),
 		Pipeline:  DefaultPipeline(),
+		Worker:    Worker{},
 	}
 }
 

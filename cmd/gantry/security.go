@@ -64,19 +64,33 @@ func auditCertRotation(rl *tlsreload.Reloader, rec *audit.Recorder, component st
 	})
 }
 
-func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
+// servingTLS is server.tls for every HTTP listener of gantry serve and
+// gantry worker: the reloading certificate, or nil, nil with
+// server.insecureHTTP (logged as a warning). Neither set: a usage error,
+// so nothing is ever served in clear by default.
+func servingTLS(a *app, command string) (*tls.Config, *tlsreload.Reloader, error) {
 	s := a.cfg.Server
-	h := &hardening{}
 	switch {
 	case s.TLS.CertFile != "":
 		rl, err := tlsreload.NewReloader(s.TLS.CertFile, s.TLS.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("server.tls: %w", err)
+			return nil, nil, fmt.Errorf("server.tls: %w", err)
 		}
-		h.tls, h.certs = rl.TLSConfig(), rl
+		return rl.TLSConfig(), rl, nil
 	case !s.InsecureHTTP:
-		return nil, usageError("no serving certificate: set server.tls.certFile and server.tls.keyFile (--tls-cert/--tls-key), " +
+		return nil, nil, usageError("no serving certificate: set server.tls.certFile and server.tls.keyFile (--tls-cert/--tls-key), " +
 			"or server.insecureHTTP: true (--insecure-http) only behind a proxy that terminates TLS")
+	}
+	a.log.Warn("server.insecureHTTP is set: TLS must be terminated by a proxy in front of gantry " + command)
+	return nil, nil, nil
+}
+
+func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
+	s := a.cfg.Server
+	h := &hardening{}
+	var err error
+	if h.tls, h.certs, err = servingTLS(a, "serve"); err != nil {
+		return nil, err
 	}
 	rl := s.RateLimits
 	trusted, err := config.ParsePrefixes(rl.TrustedProxies)
@@ -113,9 +127,6 @@ func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {
 			}
 			return ok, retry
 		}
-	}
-	if s.InsecureHTTP {
-		a.log.Warn("server.insecureHTTP is set: TLS must be terminated by a proxy in front of gantry serve")
 	}
 	if o := a.cfg.API.OIDC; o.Enabled() {
 		groups := make([]oidc.GroupScopes, 0, len(o.Groups))

@@ -353,3 +353,118 @@ func TestChartServerSideDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerListener checks the worker's probe and metrics listener: on
+// with its own certificate by default (probes, port, worker.listen in the
+// config), reachable by scrapers only from pipeline.worker.metricsNamespaces,
+// and entirely absent without pipeline.secrets.workerTLS.
+func TestWorkerListener(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		secrets   map[string]any
+		scrapers  []any
+		listen    bool
+		ingressNS string
+	}{
+		{name: "default", listen: true},
+		{name: "scraped from monitoring", scrapers: []any{"monitoring"}, listen: true, ingressNS: "monitoring"},
+		{name: "no worker certificate", secrets: map[string]any{"workerTLS": ""}, scrapers: []any{"monitoring"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pipeline := map[string]any{"worker": map[string]any{"metricsNamespaces": tc.scrapers}}
+			if tc.secrets != nil {
+				pipeline["secrets"] = tc.secrets
+			}
+			out, err := Render(filepath.Join(root(t), ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, map[string]any{
+				"pipeline":  pipeline,
+				"admission": map[string]any{"tls": map[string]any{"mode": "secret", "existingSecret": "gantry-admission-tls", "caBundle": "Y2E="}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs, err := Documents(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pods := map[string]any{}
+			for _, d := range byKind(t, docs, "Deployment") {
+				pods[str(d, "metadata", "name")] = get(d, "spec", "template", "spec")
+			}
+			worker := get(pods["gantry-worker"], "containers", 0)
+			probes := map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+			for probe, path := range probes {
+				p := get(worker, probe)
+				if !tc.listen {
+					if p != nil {
+						t.Errorf("%s without a listener: %v", probe, p)
+					}
+					continue
+				}
+				if str(p, "httpGet", "path") != path || str(p, "httpGet", "scheme") != "HTTPS" || str(p, "httpGet", "port") != "https" {
+					t.Errorf("%s: %v, want HTTPS GET %s on the https port", probe, p, path)
+				}
+			}
+			ports, _ := get(worker, "ports").([]any)
+			if tc.listen != (len(ports) == 1 && str(ports[0], "name") == "https" && get(ports[0], "containerPort") == float64(8443)) {
+				t.Errorf("worker ports %v (listener %v)", ports, tc.listen)
+			}
+			// Each role serves with its own certificate at the same path.
+			tlsSecret := func(pod any) string {
+				for _, v := range get(pod, "volumes").([]any) {
+					if str(v, "name") == "tls" {
+						return str(v, "secret", "secretName")
+					}
+				}
+				return ""
+			}
+			wantWorkerTLS := map[bool]string{true: "gantry-worker-tls"}[tc.listen]
+			if got := tlsSecret(pods["gantry-worker"]); got != wantWorkerTLS {
+				t.Errorf("worker tls volume from %q, want %q", got, wantWorkerTLS)
+			}
+			if got := tlsSecret(pods["gantry-receiver"]); got != "gantry-receiver-tls" {
+				t.Errorf("receiver tls volume from %q", got)
+			}
+
+			var gantryYAML string
+			for _, cm := range byKind(t, docs, "ConfigMap") {
+				if str(cm, "metadata", "name") == "gantry-pipeline" {
+					gantryYAML = str(cm, "data", "gantry.yaml")
+				}
+			}
+			p := filepath.Join(t.TempDir(), "gantry.yaml")
+			if err := os.WriteFile(p, []byte(gantryYAML), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(config.Source{File: p})
+			if err != nil {
+				t.Fatalf("gantry.yaml does not load: %v\n%s", err, gantryYAML)
+			}
+			if want := map[bool]string{true: ":8443"}[tc.listen]; cfg.Worker.Listen != want {
+				t.Errorf("worker.listen %q, want %q", cfg.Worker.Listen, want)
+			}
+			if cfg.Server.InsecureHTTP || cfg.Server.TLS.CertFile != "/etc/gantry/tls/tls.crt" {
+				t.Errorf("the worker would not serve TLS from its mounted certificate: %+v", cfg.Server)
+			}
+
+			var policy map[string]any
+			for _, np := range byKind(t, docs, "NetworkPolicy") {
+				if str(np, "metadata", "name") == "gantry-worker" {
+					policy = np
+				}
+			}
+			ingress := get(policy, "spec", "ingress")
+			if tc.ingressNS == "" {
+				if ingress != nil {
+					t.Errorf("the worker accepts connections: %v", ingress)
+				}
+				return
+			}
+			rules, _ := ingress.([]any)
+			if len(rules) != 1 || fmt.Sprint(get(rules[0], "ports")) != "[map[port:8443 protocol:TCP]]" ||
+				fmt.Sprint(get(rules[0], "from", 0, "namespaceSelector", "matchExpressions", 0, "values")) != "["+tc.ingressNS+"]" ||
+				len(get(rules[0], "from").([]any)) != 1 {
+				t.Errorf("worker ingress %v, want 8443 from namespace %s only", ingress, tc.ingressNS)
+			}
+		})
+	}
+}

@@ -19,6 +19,7 @@ type Server struct {
 	URL     string
 	LogFile string
 	cmd     *exec.Cmd
+	exited  chan struct{}
 }
 
 // Start runs bin with JetStream on a fresh store dir, on a free loopback
@@ -41,18 +42,11 @@ func Start(t testing.TB, bin, token string) *Server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("natstest: start %s: %v", bin, err)
 	}
-	exited := make(chan struct{})
+	s.exited = make(chan struct{})
+	exited := s.exited
 	var waitErr error
 	go func() { waitErr = s.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-exited
-		}
-	})
+	t.Cleanup(s.Stop)
 	portsFile := filepath.Join(dir, fmt.Sprintf("%s_%d.ports", filepath.Base(bin), s.cmd.Process.Pid))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -75,5 +69,23 @@ func Start(t testing.TB, bin, token string) *Server {
 			log, _ := os.ReadFile(s.LogFile)
 			t.Fatalf("natstest: nats-server did not write %s within 15s\n%s", portsFile, log)
 		}
+	}
+}
+
+// Stop terminates the server (SIGTERM, then SIGKILL after 10 s) and waits
+// for it to exit: for tests of what clients do when their server goes
+// away. Stopping twice is harmless.
+func (s *Server) Stop() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
 	}
 }
