@@ -1,10 +1,7 @@
 package admission
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,30 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/gantry-dev/gantry/admission/objects"
-
 	"github.com/gantry-dev/gantry/audit"
+	"github.com/gantry-dev/gantry/audit/audittest"
 	"github.com/gantry-dev/gantry/config"
 )
-
-// readAudit reads the JSON lines of an audit file.
-func readAudit(t *testing.T, path string) []audit.Event {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []audit.Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e audit.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
 
 // TestAuditRecords checks what reaches the (real, file) audit log: one
 // record per exemption used and per break-glass annotation on a refused
@@ -155,7 +132,7 @@ func TestAuditRecords(t *testing.T) {
 			if d.Allowed != c.allowed {
 				t.Fatalf("allowed=%v, want %v\n%s", d.Allowed, c.allowed, d.Message())
 			}
-			got := readAudit(t, path)
+			got := audittest.ReadFile(t, path)
 			if len(got) != len(c.want) {
 				t.Fatalf("%d records, want %d: %+v", len(got), len(c.want), got)
 			}

@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"os"
@@ -15,29 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/audit"
+	"github.com/gantry-dev/gantry/audit/audittest"
 	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/internal/natstest"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
-
-func readLines(t *testing.T, path string) []audit.Event {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []audit.Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e audit.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
 
 func TestFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit", "audit.jsonl")
@@ -76,7 +57,7 @@ func TestFile(t *testing.T) {
 	_ = l2.Record(ctx, audit.Event{Action: audit.ActionConfigReload})
 	l2.Close()
 
-	got := readLines(t, path)
+	got := audittest.ReadFile(t, path)
 	if len(got) != 53 {
 		t.Fatalf("%d records, want 53", len(got))
 	}
