@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/go-containerregistry/pkg/name"
 	controlapi "github.com/moby/buildkit/api/services/control"
 	bkclient "github.com/moby/buildkit/client"
@@ -557,28 +555,11 @@ func commitFiles(t *testing.T, repoDir string, files map[string]string) string {
 	if err := os.RemoveAll(root); err != nil {
 		t.Fatal(err)
 	}
+	prefixed := make(map[string]string, len(files))
 	for p, c := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		prefixed[filepath.Join("functions/hello/rootfs", p)] = c
 	}
-	repo, err := git.PlainOpen(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, _ := repo.Worktree()
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := wt.Commit("change", &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "d@example.com", When: time.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
+	return gitCommit(t, repoDir, prefixed, "change")
 }
 
 func registerWebhook(t *testing.T, ctx context.Context, cs *kubernetes.Clientset, ns, listen, tlsDir, uniq string) {

@@ -5,14 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/pipelines"
@@ -51,32 +47,6 @@ func newBuildEnv(t *testing.T) *buildEnv {
 		"GANTRY_SIGNER_KEY_SOURCE=none",
 		"GANTRY_PIPELINE_WORK_DIR=" + filepath.Join(dir, "work"),
 	}}
-}
-
-// commitRepo writes files (path → content) into a new git repository at
-// dir and commits them.
-func commitRepo(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for p, c := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	repo, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, _ := repo.Worktree()
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wt.Commit("functions", &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "dev@example.com", When: time.Now()}}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // withRootfs adds files under prefix+"/rootfs" (the image's files).
@@ -139,7 +109,7 @@ func TestRunCommandFunctionFlags(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			repo := filepath.Join(be.dir, "repo", string(rune('a'+i)))
-			commitRepo(t, repo, c.files)
+			gitCommit(t, repo, c.files, "functions")
 			args := append([]string{"run", repo, "--no-deploy", "--sign=false", "--output", "json"}, c.args...)
 			code, out, stderr := gantry(t, be.env, args...)
 			if code != c.code {

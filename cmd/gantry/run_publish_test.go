@@ -40,7 +40,7 @@ func TestRunPublishesSARIFAndSummary(t *testing.T) {
 	withRootfs(files, "functions/bad", scantest.VulnerableFiles())
 	withRootfs(files, "functions/root", scantest.CleanFiles())
 	repo := filepath.Join(be.dir, "repo")
-	commitRepo(t, repo, files)
+	gitCommit(t, repo, files, "functions")
 
 	sarifDir := filepath.Join(be.dir, "sarif")
 	summary := filepath.Join(be.dir, "summary.md")

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,28 +38,7 @@ func functionRepo(t *testing.T, dir, base, image string, rootfs map[string]strin
 	for p, c := range rootfs {
 		files["functions/hello/rootfs"+p] = c
 	}
-	for p, c := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	repo, err := git.PlainInit(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, _ := repo.Worktree()
-	if err := wt.AddGlob("."); err != nil {
-		t.Fatal(err)
-	}
-	h, err := wt.Commit("add hello", &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "dev@example.com", When: time.Now()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
+	return gitCommit(t, dir, files, "add hello")
 }
 
 func TestRunCommand(t *testing.T) {
@@ -152,15 +129,12 @@ func TestRunCommand(t *testing.T) {
 			image := e.Registry + "/gantry-run-" + uniq + "/hello" + string(rune('a'+i))
 			functionRepo(t, repoDir, e.BaseImage, image, c.rootfs)
 			if c.rootfs == nil { // the lint case: drop the USER line
-				df := filepath.Join(repoDir, "functions/hello/Dockerfile")
-				b, _ := os.ReadFile(df)
-				_ = os.WriteFile(df, []byte(strings.Replace(string(b), "USER 1000:1000\n", "", 1)), 0o644)
-				repo, _ := git.PlainOpen(repoDir)
-				wt, _ := repo.Worktree()
-				_, _ = wt.Add("functions/hello/Dockerfile")
-				if _, err := wt.Commit("root", &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "d@example.com", When: time.Now()}}); err != nil {
+				df := "functions/hello/Dockerfile"
+				b, err := os.ReadFile(filepath.Join(repoDir, df))
+				if err != nil {
 					t.Fatal(err)
 				}
+				gitCommit(t, repoDir, map[string]string{df: strings.Replace(string(b), "USER 1000:1000\n", "", 1)}, "root")
 			}
 			two := c.withBye
 			if two {
@@ -257,26 +231,7 @@ func addFunction(t *testing.T, repoDir, fn, base, image string, rootfs map[strin
 	for p, c := range rootfs {
 		files["functions/"+fn+"/rootfs"+p] = c
 	}
-	for p, c := range files {
-		full := filepath.Join(repoDir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	repo, err := git.PlainOpen(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wt, _ := repo.Worktree()
-	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wt.Commit("add "+fn, &git.CommitOptions{Author: &object.Signature{Name: "dev", Email: "d@example.com", When: time.Now()}}); err != nil {
-		t.Fatal(err)
-	}
+	gitCommit(t, repoDir, files, "add "+fn)
 }
 
 // FuzzMDEscape: untrusted text (function names, messages from a pushed
