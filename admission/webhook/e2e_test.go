@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -23,7 +22,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	admregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -31,7 +29,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/config"
@@ -174,32 +171,14 @@ func setupE2E(t *testing.T) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := chart.Render(filepath.Join(r, chart.ChartDir), chart.Release{Name: "gantry", Namespace: "gantry-system"},
-		map[string]any{"admission": map[string]any{"functionNamespaces": []any{x.nsIn}}})
+	vwc, err := chart.WebhookAt(r, "gantry-e2e-"+id, []string{x.nsIn}, "https://"+ln.Addr().String()+"/validate", caPEM)
 	if err != nil {
 		t.Fatal(err)
-	}
-	docs, err := chart.Documents(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vwc admregv1.ValidatingWebhookConfiguration
-	for _, d := range docs {
-		if d["kind"] == "ValidatingWebhookConfiguration" {
-			b, _ := json.Marshal(d)
-			if err := yaml.Unmarshal(b, &vwc); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	if len(vwc.Webhooks) != 1 {
-		t.Fatal("chart rendered no webhook")
+		t.Fatalf("chart rendered %d webhooks, want 1", len(vwc.Webhooks))
 	}
-	vwc.Name = "gantry-e2e-" + id
-	vwc.Annotations = nil
-	vwc.Webhooks[0].ClientConfig = admregv1.WebhookClientConfig{
-		URL: ptr.To("https://" + ln.Addr().String() + "/validate"), CABundle: caPEM}
-	if _, err := x.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &vwc, metav1.CreateOptions{}); err != nil {
+	if _, err := x.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

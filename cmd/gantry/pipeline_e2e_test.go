@@ -28,13 +28,11 @@ import (
 	controlapi "github.com/moby/buildkit/api/services/control"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/internal/chart"
@@ -572,32 +570,11 @@ func registerWebhook(t *testing.T, ctx context.Context, cs *kubernetes.Clientset
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := chart.Render(filepath.Join(root, chart.ChartDir), chart.Release{Name: "gantry", Namespace: "gantry-system"},
-		map[string]any{"admission": map[string]any{"functionNamespaces": []any{ns}}})
+	vwc, err := chart.WebhookAt(root, "gantry-e2e-"+uniq, []string{ns}, "https://"+listen+"/validate", ca)
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := chart.Documents(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vwc admregv1.ValidatingWebhookConfiguration
-	for _, d := range docs {
-		if d["kind"] == "ValidatingWebhookConfiguration" {
-			b, _ := json.Marshal(d)
-			if err := yaml.Unmarshal(b, &vwc); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if len(vwc.Webhooks) == 0 {
-		t.Fatal("the chart rendered no webhook")
-	}
-	vwc.Name, vwc.Annotations = "gantry-e2e-"+uniq, nil
-	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig = admregv1.WebhookClientConfig{URL: ptr.To("https://" + listen + "/validate"), CABundle: ca}
-	}
-	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &vwc, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

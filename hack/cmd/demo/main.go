@@ -41,7 +41,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -469,33 +468,11 @@ func (d *demo) register(ctx context.Context, listen, tlsDir string) error {
 	if err != nil {
 		return err
 	}
-	out, err := chart.Render(filepath.Join(root, chart.ChartDir), chart.Release{Name: "gantry", Namespace: "gantry-system"},
-		map[string]any{"admission": map[string]any{"functionNamespaces": []any{d.ns}}})
+	vwc, err := chart.WebhookAt(root, "gantry-demo-"+d.id, []string{d.ns}, "https://"+listen+"/validate", ca)
 	if err != nil {
 		return err
 	}
-	docs, err := chart.Documents(out)
-	if err != nil {
-		return err
-	}
-	var vwc admregv1.ValidatingWebhookConfiguration
-	for _, doc := range docs {
-		if doc["kind"] == "ValidatingWebhookConfiguration" {
-			b, _ := json.Marshal(doc)
-			if err := yaml.Unmarshal(b, &vwc); err != nil {
-				return err
-			}
-		}
-	}
-	if len(vwc.Webhooks) == 0 {
-		return errors.New("the chart rendered no webhook")
-	}
-	vwc.Name = "gantry-demo-" + d.id
-	vwc.Annotations = nil // cert-manager injection: the demo passes the CA itself
-	for i := range vwc.Webhooks {
-		vwc.Webhooks[i].ClientConfig = admregv1.WebhookClientConfig{URL: ptr.To("https://" + listen + "/validate"), CABundle: ca}
-	}
-	if _, err := d.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &vwc, metav1.CreateOptions{}); err != nil {
+	if _, err := d.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, vwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	d.undo = append(d.undo, func() {
