@@ -17,6 +17,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
 	"github.com/gantry-dev/gantry/pipelines"
+	"github.com/gantry-dev/gantry/server"
 )
 
 // serverSecurityFlags adds `gantry serve`'s TLS flags and returns their keys.
@@ -83,6 +84,18 @@ func servingTLS(a *app, command string) (*tls.Config, *tlsreload.Reloader, error
 	}
 	a.log.Warn("server.insecureHTTP is set: TLS must be terminated by a proxy in front of gantry " + command)
 	return nil, nil, nil
+}
+
+// listenerOptions are what every HTTP listener of gantry serve and gantry
+// worker shares: TLS (from servingTLS), the header cap and the timeouts of
+// the server section. Callers add their routes, readiness and metrics.
+func listenerOptions(a *app, tlsConf *tls.Config) server.Options {
+	s := a.cfg.Server
+	return server.Options{
+		TLS: tlsConf, InsecureHTTP: s.InsecureHTTP, MaxHeaderBytes: s.MaxHeaderBytes,
+		ReadHeaderTimeout: s.ReadHeaderTimeout, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
+		IdleTimeout: s.IdleTimeout, ShutdownTimeout: s.ShutdownTimeout, Logger: a.log,
+	}
 }
 
 func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {

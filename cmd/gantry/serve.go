@@ -138,13 +138,9 @@ func serve(cmd *cobra.Command, a *app) error {
 		workersDone <- nil
 	}
 
-	err = server.Serve(ctx, ln, server.Options{
-		Webhook: hard.webhook(hook), API: hard.api(apiHandler), UI: ui, Ready: q.Ready, Gatherer: reg,
-		TLS: hard.tls, InsecureHTTP: cfg.Server.InsecureHTTP, MaxHeaderBytes: cfg.Server.MaxHeaderBytes,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, ReadTimeout: cfg.Server.ReadTimeout,
-		WriteTimeout: cfg.Server.WriteTimeout, IdleTimeout: cfg.Server.IdleTimeout,
-		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: a.log,
-	})
+	opts := listenerOptions(a, hard.tls)
+	opts.Webhook, opts.API, opts.UI, opts.Ready, opts.Gatherer = hard.webhook(hook), hard.api(apiHandler), ui, q.Ready, reg
+	err = server.Serve(ctx, ln, opts)
 	stopWorkers()
 	if werr := <-workersDone; werr != nil && err == nil {
 		err = werr

@@ -56,12 +56,8 @@ func worker(cmd *cobra.Command, a *app) error {
 		if err != nil {
 			return err
 		}
-		s := a.cfg.Server
-		opts = server.Options{
-			Gatherer: reg, TLS: tlsConf, InsecureHTTP: s.InsecureHTTP, MaxHeaderBytes: s.MaxHeaderBytes,
-			ReadHeaderTimeout: s.ReadHeaderTimeout, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
-			IdleTimeout: s.IdleTimeout, ShutdownTimeout: s.ShutdownTimeout, Logger: a.log,
-		}
+		opts = listenerOptions(a, tlsConf)
+		opts.Gatherer = reg
 	}
 	st, err := stages(cmd)
 	if err != nil {
