@@ -12,7 +12,6 @@ package repoconfig
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/files"
 )
 
 // File names looked up at the repository root, in this order.
@@ -317,26 +317,32 @@ func relPathInside(p string) error {
 	return nil
 }
 
-// checkPaths resolves symlinks: a context or Dockerfile that is a link out
-// of the checkout would let a commit read the build host's files.
+// checkPaths resolves symlinks: a context, Dockerfile or ignore file that
+// is a link out of the checkout would let a commit read the build host's
+// files (and show them back in the run's log).
 func (r *Repo) checkPaths(root string) error {
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return err
 	}
 	var errs []error
+	inside := func(what, p string) {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s: %w", what, relTo(realRoot, p), errors.Unwrap(err)))
+			return
+		}
+		if real != realRoot && !strings.HasPrefix(real, realRoot+string(filepath.Separator)) {
+			errs = append(errs, fmt.Errorf("%s: %s points outside the repository", what, relTo(realRoot, p)))
+		}
+	}
 	for _, fn := range r.Functions {
 		ctxDir := filepath.Join(realRoot, fn.Context)
-		for _, p := range []string{ctxDir, filepath.Join(ctxDir, fn.Dockerfile)} {
-			real, err := filepath.EvalSymlinks(p)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("function %q: %s: %w", fn.Name, relTo(realRoot, p), errors.Unwrap(err)))
-				continue
-			}
-			if real != realRoot && !strings.HasPrefix(real, realRoot+string(filepath.Separator)) {
-				errs = append(errs, fmt.Errorf("function %q: %s points outside the repository", fn.Name, relTo(realRoot, p)))
-			}
-		}
+		inside(fmt.Sprintf("function %q", fn.Name), ctxDir)
+		inside(fmt.Sprintf("function %q", fn.Name), filepath.Join(ctxDir, fn.Dockerfile))
+	}
+	if f := r.Overrides.Scan.IgnoreFile; f != "" {
+		inside("scan.ignoreFile", filepath.Join(realRoot, f))
 	}
 	return errors.Join(errs...)
 }
@@ -358,19 +364,11 @@ func readInRepo(root, file string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s must be a regular file (not a link or directory)", file)
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxFileSize {
+	b, err := files.ReadBounded(p, MaxFileSize)
+	if errors.Is(err, files.ErrTooLarge) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", file, MaxFileSize)
 	}
-	return b, nil
+	return b, err
 }
 
 // Names returns the function names, sorted.

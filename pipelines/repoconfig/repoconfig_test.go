@@ -255,3 +255,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadRefusesIgnoreFileOutsideTheRepository(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := writeRepo(t, map[string]string{
+		"gantry.yaml":   "version: 1\nfunctions:\n  - name: a\n    image: r.example/a\nscan:\n  ignoreFile: .gantry/ignore.yaml\n",
+		"Dockerfile":    "FROM scratch\n",
+		".gantry/.keep": "",
+	})
+	if err := os.Symlink(outside, filepath.Join(root, ".gantry", "ignore.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(root)
+	if err == nil || !strings.Contains(err.Error(), "scan.ignoreFile") || !strings.Contains(err.Error(), "outside the repository") {
+		t.Fatalf("symlinked ignore file: %v", err)
+	}
+	// A missing ignore file is named at load time too.
+	os.Remove(filepath.Join(root, ".gantry", "ignore.yaml"))
+	if _, err := Load(root); err == nil || !strings.Contains(err.Error(), ".gantry/ignore.yaml") {
+		t.Fatalf("missing ignore file: %v", err)
+	}
+}

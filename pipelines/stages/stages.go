@@ -42,6 +42,7 @@ import (
 	"github.com/gantry-dev/gantry/builder"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/deploy"
+	"github.com/gantry-dev/gantry/internal/files"
 	"github.com/gantry-dev/gantry/notify"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/pipelines/repoconfig"
@@ -370,7 +371,7 @@ func (s *checkoutStage) Run(ctx context.Context, run pipelines.Run, log io.Write
 	}
 	st := &state{Source: repo.Source, Overrides: repo.Overrides}
 	if f := repo.Overrides.Scan.IgnoreFile; f != "" {
-		b, err := readBounded(filepath.Join(co.Dir, filepath.FromSlash(f)), 1<<20)
+		b, err := files.ReadBounded(filepath.Join(co.Dir, filepath.FromSlash(f)), 1<<20)
 		if err != nil {
 			err = pipelines.Fail("repository scan ignore file %s: %v", f, err)
 			p.finish(ctx, run, nil, err, log)
@@ -598,20 +599,4 @@ func shortSHA(s string) string {
 		return s[:12]
 	}
 	return s
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/gantry-dev/gantry/builder/lint"
 	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/internal/codescanning"
+	"github.com/gantry-dev/gantry/internal/files"
 	"github.com/gantry-dev/gantry/notify"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/scanner"
@@ -43,7 +44,7 @@ func (p *Pipeline) lint(ctx context.Context, run pipelines.Run, st *state, f *fn
 		}
 	}
 	rel := f.dockerfile()
-	data, err := readBounded(filepath.Join(src, filepath.FromSlash(rel)), 1<<20)
+	data, err := files.ReadBounded(filepath.Join(src, filepath.FromSlash(rel)), 1<<20)
 	if err != nil {
 		return pipelines.Fail("Dockerfile %s: %v", rel, err)
 	}
