@@ -274,7 +274,7 @@ func (h *Handler) decide(p *pushEvent) (pipelines.Request, string) {
 	}
 	return pipelines.Request{
 		Repo: p.Repository.FullName, CloneURL: p.Repository.CloneURL,
-		Ref: p.Ref, Commit: p.After, Pusher: pusher, Title: title,
+		Ref: p.Ref, Commit: p.After, Before: p.Before, Pusher: pusher, Title: title,
 	}, ""
 }
 
