@@ -45,7 +45,7 @@ func (e *OwnerError) Unwrap() error { return ErrNotOwner }
 // Deployed is what a function's workload in the cluster says about the
 // run that applied it (the gantry.dev annotations).
 type Deployed struct {
-	Kind, Namespace, Name string
+	Kind, Namespace, Name         string
 	Repo, Commit, Ref, Run, Image string
 	// ResourceVersion of the workload when read: Apply with
 	// Function.IfResourceVersion set refuses to apply over a newer one.
