@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -31,8 +32,13 @@ func (p *Pipeline) history(ctx context.Context, run pipelines.Run, dir string, c
 	if m := p.d.Config.Pipeline.Mirrors[run.Repo]; m != "" {
 		url = m
 	}
+	path := filepath.Join(p.workDir, run.ID, dir)
+	// A retried step finds the previous attempt's fetch: start afresh.
+	if err := os.RemoveAll(path); err != nil {
+		return nil, err
+	}
 	return source.FetchHistory(ctx, source.HistoryRequest{URL: url, Auth: auth, AllowLocal: p.d.Config.Pipeline.AllowLocalRepos,
-		Dir: filepath.Join(p.workDir, run.ID, dir)}, append([]string{run.Commit}, commits...)...)
+		Dir: path}, append([]string{run.Commit}, commits...)...)
 }
 
 // supersede orders the run against the other runs of its ref in flight,
