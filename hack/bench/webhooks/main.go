@@ -12,9 +12,10 @@
 // (server.rateLimits.failedAuthPerSource at its default); the figures for
 // the valid deliveries show what the flood costs them.
 //
-// Every delivery has a new delivery id (replay guard write), a new run
-// record, a queue message and, with cancelSuperseded on (the default), a
-// head-of-branch update that cancels the previous run of its branch.
+// Every delivery has a new delivery id (replay guard write), a push guard
+// write (repo, ref, before, after), a new run record, a queue message and
+// an update of its branch's recent runs (superseding itself is decided by
+// the workers at checkout, by git ancestry).
 package main
 
 import (
