@@ -102,10 +102,14 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 		id, sig string
 		body    []byte
 	}
-	ds := make([]delivery, n)
+	ds := make([]delivery, n+conc)
 	for i := range ds {
+		ref := fmt.Sprintf("refs/heads/b%d", i%branches)
+		if i >= n {
+			ref = fmt.Sprintf("refs/heads/warm-%d", i) // warm-up pushes: their own (the push guard knows a push by its content)
+		}
 		body, _ := json.Marshal(map[string]any{
-			"ref": fmt.Sprintf("refs/heads/b%d", i%branches), "after": fmt.Sprintf("%040x", i+1),
+			"ref": ref, "after": fmt.Sprintf("%040x", i+1),
 			"before":      fmt.Sprintf("%040x", i),
 			"repository":  map[string]any{"full_name": "acme/app", "clone_url": "https://github.com/acme/app.git"},
 			"pusher":      map[string]any{"name": "octocat", "email": "octocat@example.com"},
@@ -137,10 +141,11 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 	}
 	// Warm up connections and JetStream (not counted).
 	for i := 0; i < conc && i < n; i++ {
-		if _, err := send(delivery{id: fmt.Sprintf("warm-%d-%d", time.Now().UnixNano(), i), sig: ds[i].sig, body: ds[i].body}); err != nil {
+		if _, err := send(ds[n+i]); err != nil {
 			return err
 		}
 	}
+	ds = ds[:n]
 	var floodSent, floodLimited, floodUnauthorized atomic.Int64
 	floodDone := make(chan struct{})
 	var floodWG sync.WaitGroup
