@@ -137,7 +137,7 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 
 	// post sends a signed push body under a delivery id and returns the
 	// answer and the HTTP status.
-	post := func(repo, before, after, delivery string) (webhooks.Answer, int) {
+	post := func(t *testing.T, repo, before, after, delivery string) (webhooks.Answer, int) {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{
 			"ref": "refs/heads/main", "before": before, "after": after,
@@ -161,15 +161,15 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 		}
 		return a, resp.StatusCode
 	}
-	queued := func(repo, before, after, delivery string) string {
+	queued := func(t *testing.T, repo, before, after, delivery string) string {
 		t.Helper()
-		a, code := post(repo, before, after, delivery)
+		a, code := post(t, repo, before, after, delivery)
 		if code != http.StatusAccepted || a.RunID == "" {
 			t.Fatalf("push %s %s..%s: %d %+v", repo, before, after, code, a)
 		}
 		return a.RunID
 	}
-	getRun := func(id string) pipelines.Run {
+	getRun := func(t *testing.T, id string) pipelines.Run {
 		t.Helper()
 		var r pipelines.Run
 		if code := apiGet(t, srv.addr, token, "/api/v1/runs/"+id, &r); code != 200 {
@@ -177,11 +177,11 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 		}
 		return r
 	}
-	waitRun := func(id string) pipelines.Run {
+	waitRun := func(t *testing.T, id string) pipelines.Run {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Minute)
 		for {
-			if r := getRun(id); r.State.Final() {
+			if r := getRun(t, id); r.State.Final() {
 				return r
 			}
 			if time.Now().After(deadline) {
@@ -190,15 +190,15 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	passed := func(id string) pipelines.Run {
+	passed := func(t *testing.T, id string) pipelines.Run {
 		t.Helper()
-		r := waitRun(id)
+		r := waitRun(t, id)
 		if r.State != pipelines.StatePassed {
 			t.Fatalf("run %s (%s): %s %s", id, r.Commit, r.State, r.Message)
 		}
 		return r
 	}
-	deployed := func() (commit, run, rv string) {
+	deployed := func(t *testing.T) (commit, run, rv string) {
 		t.Helper()
 		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
 		if err != nil {
@@ -208,9 +208,9 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	}
 	// unchanged asserts that the Deployment is still the one deployed by
 	// run at commit, untouched since resourceVersion rv.
-	unchanged := func(what, commit, run, rv string) {
+	unchanged := func(t *testing.T, what, commit, run, rv string) {
 		t.Helper()
-		c, r, v := deployed()
+		c, r, v := deployed(t)
 		if c != commit || r != run || v != rv {
 			t.Fatalf("%s: the Deployment now holds commit %s of run %s (resourceVersion %s); want commit %s of run %s untouched (%s)",
 				what, c, r, v, commit, run, rv)
@@ -222,30 +222,30 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	zero := strings.Repeat("0", 40)
 
 	commitA := functionRepo(t, repoDir, e.BaseImage, image, scantest.CleanFiles())
-	runA := passed(queued("acme/hello", zero, commitA, "a-"+uniq))
+	runA := passed(t, queued(t, "acme/hello", zero, commitA, "a-"+uniq))
 	commitB := gitCommit(t, repoDir, version("b"), "b")
-	runB := passed(queued("acme/hello", commitA, commitB, "b-"+uniq))
-	_, _, rvB := deployed()
-	unchanged("after push B", commitB, runB.ID, rvB)
+	runB := passed(t, queued(t, "acme/hello", commitA, commitB, "b-"+uniq))
+	_, _, rvB := deployed(t)
+	unchanged(t, "after push B", commitB, runB.ID, rvB)
 
 	t.Run("old push re-posted under a new delivery id: nothing deployed, B stays", func(t *testing.T) {
-		a, code := post("acme/hello", zero, commitA, "replay-a-"+uniq)
+		a, code := post(t, "acme/hello", zero, commitA, "replay-a-"+uniq)
 		if code/100 != 2 {
 			t.Fatalf("replay answered %d %+v, want a 2xx answer (no error for GitHub to retry)", code, a)
 		}
 		if a.RunID != "" && a.RunID != runA.ID {
-			if r := waitRun(a.RunID); r.State == pipelines.StatePassed {
+			if r := waitRun(t, a.RunID); r.State == pipelines.StatePassed {
 				t.Errorf("the replayed push ran to the end: %s %s", r.State, r.Message)
 			}
 		}
 		if a.Status != "duplicate" || a.RunID != runA.ID {
 			t.Errorf("replay answered %+v, want duplicate of run %s", a, runA.ID)
 		}
-		unchanged("after the replay", commitB, runB.ID, rvB)
+		unchanged(t, "after the replay", commitB, runB.ID, rvB)
 	})
 
 	t.Run("force push back to an older commit: refused as stale naming both commits", func(t *testing.T) {
-		r := waitRun(queued("acme/hello", commitB, commitA, "force-a-"+uniq))
+		r := waitRun(t, queued(t, "acme/hello", commitB, commitA, "force-a-"+uniq))
 		if r.State != pipelines.StateFailed || !strings.Contains(r.Message, "stale") ||
 			!strings.Contains(r.Message, commitA) || !strings.Contains(r.Message, commitB) {
 			t.Fatalf("run %s: %s %q, want failed as stale naming %s and %s", r.ID, r.State, r.Message, commitA, commitB)
@@ -253,7 +253,7 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 		if s := r.Stage("deploy"); s == nil || s.State != pipelines.StateFailed {
 			t.Errorf("deploy stage %+v, want failed", s)
 		}
-		unchanged("after the force push back", commitB, runB.ID, rvB)
+		unchanged(t, "after the force push back", commitB, runB.ID, rvB)
 	})
 
 	gate := newBuildGate(t)
@@ -265,7 +265,7 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 				"\nCOPY rootfs/ /\nUSER 1000:1000\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\"]\n",
 			"functions/hello/rootfs/version.txt": "c\n"}, "c")
 		commitC = df
-		runC = queued("acme/hello", commitB, commitC, "c-"+uniq)
+		runC = queued(t, "acme/hello", commitB, commitC, "c-"+uniq)
 		select {
 		case <-gate.arrived:
 		case <-ctx.Done():
@@ -273,26 +273,26 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 		}
 		// Replays of A's and B's bodies: duplicates of their runs.
 		for _, p := range []struct{ before, after, run string }{{zero, commitA, runA.ID}, {commitA, commitB, runB.ID}} {
-			a, code := post("acme/hello", p.before, p.after, "replay-inflight-"+p.after[:8]+"-"+uniq)
+			a, code := post(t, "acme/hello", p.before, p.after, "replay-inflight-"+p.after[:8]+"-"+uniq)
 			if code/100 != 2 || a.Status != "duplicate" || a.RunID != p.run {
 				t.Errorf("replay of %s during C: %d %+v, want duplicate of %s", p.after[:8], code, a, p.run)
 			}
 		}
 		// A force push back to B while C is in flight: a new run of an
 		// older commit; it stops itself and leaves C alone.
-		stale := waitRun(queued("acme/hello", commitC, commitB, "force-b-"+uniq))
+		stale := waitRun(t, queued(t, "acme/hello", commitC, commitB, "force-b-"+uniq))
 		if stale.State == pipelines.StatePassed {
 			t.Fatalf("the older commit's run passed: %q", stale.Message)
 		}
 		if stale.State != pipelines.StateCancelled || stale.SupersededBy != runC || !strings.Contains(stale.Message, commitC[:12]) {
 			t.Errorf("older run during C: %s %q by %q, want cancelled in favour of %s", stale.State, stale.Message, stale.SupersededBy, runC)
 		}
-		if r := getRun(runC); r.State != pipelines.StateRunning {
+		if r := getRun(t, runC); r.State != pipelines.StateRunning {
 			t.Fatalf("run C after the older pushes: %s %q", r.State, r.Message)
 		}
 		gate.release()
-		passed(runC)
-		c, r, _ := deployed()
+		passed(t, runC)
+		c, r, _ := deployed(t)
 		if c != commitC || r != runC {
 			t.Fatalf("deployed commit %s of run %s, want C %s of %s", c, r, commitC, runC)
 		}
@@ -300,15 +300,15 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	if t.Failed() {
 		return
 	}
-	_, _, rvC := deployed()
+	_, _, rvC := deployed(t)
 
 	t.Run("another repository deploying a function of the same name: refused naming the owner", func(t *testing.T) {
 		commitO := functionRepo(t, otherDir, e.BaseImage, e.Registry+"/replay-"+uniq+"/other", scantest.CleanFiles())
-		r := waitRun(queued("acme/other", zero, commitO, "other-"+uniq))
+		r := waitRun(t, queued(t, "acme/other", zero, commitO, "other-"+uniq))
 		if r.State != pipelines.StateFailed || !strings.Contains(r.Message, "acme/hello") || !strings.Contains(r.Message, "belongs to") {
 			t.Fatalf("run %s: %s %q, want failed naming the owner acme/hello", r.ID, r.State, r.Message)
 		}
-		unchanged("after acme/other's push", commitC, runC, rvC)
+		unchanged(t, "after acme/other's push", commitC, runC, rvC)
 		svc, err := cs.CoreV1().Services(ns).Get(ctx, "hello", metav1.GetOptions{})
 		if err != nil || svc.Annotations[deploy.AnnotationRepo] != "acme/hello" {
 			t.Fatalf("Service hello: %v %v", svc.Annotations, err)
@@ -318,11 +318,11 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	t.Run("a Secret the server's policy does not give the repository: refused", func(t *testing.T) {
 		gy := readFile(t, filepath.Join(repoDir, "gantry.yaml"))
 		sha := gitCommit(t, repoDir, map[string]string{"gantry.yaml": gy + "    secrets: [hello-api, db-password]\n"}, "secrets")
-		r := waitRun(queued("acme/hello", commitC, sha, "secret-"+uniq))
+		r := waitRun(t, queued(t, "acme/hello", commitC, sha, "secret-"+uniq))
 		if r.State != pipelines.StateFailed || !strings.Contains(r.Message, "db-password") || strings.Contains(r.Message, "hello-api,") {
 			t.Fatalf("run %s: %s %q, want failed naming db-password only", r.ID, r.State, r.Message)
 		}
-		unchanged("after the secret push", commitC, runC, rvC)
+		unchanged(t, "after the secret push", commitC, runC, rvC)
 		// Back to no secrets for what follows.
 		if err := os.WriteFile(filepath.Join(repoDir, "gantry.yaml"), []byte(gy), 0o644); err != nil {
 			t.Fatal(err)
@@ -332,10 +332,10 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	t.Run("rollback allowed by the repository: deployed and audited", func(t *testing.T) {
 		gy := readFile(t, filepath.Join(repoDir, "gantry.yaml"))
 		commitE := gitCommit(t, repoDir, map[string]string{"gantry.yaml": "rollback: allow\n" + gy}, "allow rollbacks")
-		runE := passed(queued("acme/hello", commitC, commitE, "e-"+uniq))
+		runE := passed(t, queued(t, "acme/hello", commitC, commitE, "e-"+uniq))
 		// Back to C (C's build is cached; the gate is open anyway).
-		back := passed(queued("acme/hello", commitE, commitC, "back-to-c-"+uniq))
-		c, r, _ := deployed()
+		back := passed(t, queued(t, "acme/hello", commitE, commitC, "back-to-c-"+uniq))
+		c, r, _ := deployed(t)
 		if c != commitC || r != back.ID {
 			t.Fatalf("deployed commit %s of run %s, want the rollback to C by run %s", c, r, back.ID)
 		}
