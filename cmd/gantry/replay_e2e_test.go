@@ -34,7 +34,6 @@ import (
 // needs, without a fixed sleep.
 type buildGate struct {
 	addr    string
-	mu      sync.Mutex
 	open    chan struct{}
 	arrived chan struct{}
 	once    sync.Once
