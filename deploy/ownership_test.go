@@ -1,13 +1,18 @@
 package deploy
 
 import (
+	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // TestFunctionNamesAreOwnedByTheirRepository: against kube-apiserver, a
@@ -109,4 +114,106 @@ func TestFunctionNamesAreOwnedByTheirRepository(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestOwnershipPolicyClosesTheRace: manifests/function-ownership-policy.yaml,
+// installed in kube-apiserver and bound to a test namespace, denies what
+// Gantry's own check cannot see in time: an apply for another repository
+// landing on an object that appeared after the check (here: an apply that
+// skips the check altogether, as the loser of a race does).
+func TestOwnershipPolicyClosesTheRace(t *testing.T) {
+	c := newCluster(t)
+	ctx := ctxT(t)
+	ns := c.namespace(t, nil)
+	raw, err := os.ReadFile("../manifests/function-ownership-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(raw), "\n---\n")
+	if len(docs) != 2 {
+		t.Fatalf("%d documents, want the policy and its binding", len(docs))
+	}
+	var pol admissionregistrationv1.ValidatingAdmissionPolicy
+	var bind admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), &pol); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &bind); err != nil {
+		t.Fatal(err)
+	}
+	suffix := "-" + ns
+	pol.Name += suffix
+	bind.Name += suffix
+	bind.Spec.PolicyName = pol.Name
+	bind.Spec.MatchResources.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": ns}
+	adm := c.kube.AdmissionregistrationV1()
+	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, &pol, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = adm.ValidatingAdmissionPolicies().Delete(context.Background(), pol.Name, metav1.DeleteOptions{})
+	})
+	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(ctx, &bind, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), bind.Name, metav1.DeleteOptions{})
+	})
+
+	d, err := New(testConfig(ns), c.rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := c.function("hello")
+	owner.Labels.Repo = "acme/owner"
+	if _, err := d.Apply(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	n, err := normalize(d.cfg, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The owner's own next apply passes (the policy is in force once it
+	// denies the intruder; poll until then, bounded).
+	intruder := *n
+	intruder.Labels.Repo = "acme/intruder"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := d.kube.AppsV1().Deployments(ns).Apply(ctx, renderDeployment(d.cfg, &intruder), metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if err != nil && strings.Contains(err.Error(), "belongs to repository acme/owner") {
+			break
+		}
+		if err == nil {
+			// Applied before the policy took effect: put the owner back.
+			if _, err := d.kube.AppsV1().Deployments(ns).Apply(ctx, renderDeployment(d.cfg, n), metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ownership policy never denied another repository's apply (last: %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, c2 := range []struct {
+		name string
+		repo string
+		deny bool
+	}{
+		{"the owner again", "acme/owner", false},
+		{"the owner, the name's case changed", "ACME/Owner", false},
+		{"the record removed", "", true},
+	} {
+		m := *n
+		m.Labels.Repo = c2.repo
+		_, err := d.kube.AppsV1().Deployments(ns).Apply(ctx, renderDeployment(d.cfg, &m), metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if (err != nil) != c2.deny {
+			t.Errorf("%s: %v, want denied=%v", c2.name, err, c2.deny)
+		}
+	}
+	svc := *n
+	svc.Labels.Repo = "acme/intruder"
+	if _, err := d.kube.CoreV1().Services(ns).Apply(ctx, renderService(d.cfg, &svc), metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err == nil ||
+		!strings.Contains(err.Error(), "belongs to repository") {
+		t.Errorf("Service handed to another repository: %v", err)
+	}
 }
