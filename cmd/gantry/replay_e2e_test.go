@@ -103,8 +103,14 @@ func TestReplayAndTenancyE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	// acme/third has a namespace of its own (deploy.tenants.namespaces).
+	ns3 := ns + "-third"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns3}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns3, metav1.DeleteOptions{}) })
 
-	repoDir, otherDir := filepath.Join(dir, "hello"), filepath.Join(dir, "other")
+	repoDir, otherDir, thirdDir := filepath.Join(dir, "hello"), filepath.Join(dir, "other"), filepath.Join(dir, "third")
 	image := e.Registry + "/replay-" + uniq + "/hello"
 	token := "replay-token-" + uniq
 	secret := "replay webhook secret " + uniq
@@ -120,17 +126,17 @@ deploy:
   namespace: %[6]q
   mode: kubernetes
   waitForRollout: false
-  tenants: {secrets: {acme/hello: ["hello-*"]}}
+  tenants: {secrets: {acme/hello: ["hello-*"]}, namespaces: {acme/third: %[13]q}}
 server: {listen: 127.0.0.1:0, insecureHTTP: true}
 webhooks:
   githubSecretFiles: [%[7]q]
-  repos: [{name: acme/hello, branches: ["*"]}, {name: acme/other, branches: ["*"]}]
+  repos: [{name: acme/hello, branches: ["*"]}, {name: acme/other, branches: ["*"]}, {name: acme/third, branches: ["*"]}]
 queue: {dataDir: %[8]q, ackWait: 2s, retryDelay: 100ms, workers: 3}
 api: {tokensFile: %[9]q, publicURL: "http://gantry.example"}
-pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q, acme/other: %[12]q}}
+pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q, acme/other: %[12]q, acme/third: %[14]q}}
 `, e.Registry, e.BuildkitAddr, dbRef, filepath.Join(dir, "trivy"), e.Kubeconfig, ns,
 		write("secret", []byte(secret)), dataDir, write("tokens", []byte("sha256:"+sha256Hex(token)+"\n")),
-		filepath.Join(dir, "work"), repoDir, otherDir))
+		filepath.Join(dir, "work"), repoDir, otherDir, ns3, thirdDir))
 	serveLog := filepath.Join(dir, "serve.log")
 	srv := startGantry(t, serveLog, "serve", "--config", cfg)
 
@@ -312,6 +318,16 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 		if err != nil || svc.Annotations[deploy.AnnotationRepo] != "acme/hello" {
 			t.Fatalf("Service hello: %v %v", svc.Annotations, err)
 		}
+	})
+
+	t.Run("a repository with a namespace of its own: deployed there, the other function untouched", func(t *testing.T) {
+		commit3 := functionRepo(t, thirdDir, e.BaseImage, e.Registry+"/replay-"+uniq+"/third", scantest.CleanFiles())
+		passed(t, queued(t, "acme/third", zero, commit3, "third-"+uniq))
+		dep, err := cs.AppsV1().Deployments(ns3).Get(ctx, "hello", metav1.GetOptions{})
+		if err != nil || dep.Annotations[deploy.AnnotationRepo] != "acme/third" || dep.Annotations[deploy.AnnotationCommit] != commit3 {
+			t.Fatalf("Deployment hello in %s: %v %v", ns3, dep.Annotations, err)
+		}
+		unchanged(t, "after acme/third's push", commitC, runC, rvC)
 	})
 
 	t.Run("a Secret the server's policy does not give the repository: refused", func(t *testing.T) {
