@@ -53,8 +53,9 @@ type Options struct {
 	// MaxDeliver is how many times a run is handed to workers before it is
 	// dead-lettered (state error).
 	MaxDeliver int
-	// CancelSuperseded cancels a queued or running run when a newer push to
-	// the same repo and ref is queued.
+	// CancelSuperseded lets Supersede (called by the checkout stage) cancel
+	// a queued or running run of the same repo and ref whose commit is in
+	// the history of the run's commit; arrival order decides nothing.
 	CancelSuperseded bool
 	// Registerer receives the queue's Prometheus metrics; nil: none.
 	Registerer prometheus.Registerer
