@@ -230,6 +230,9 @@ type Enqueued struct {
 	RunID string
 	// Duplicate: the delivery id was seen before; RunID is the earlier run.
 	Duplicate bool
+	// SamePush: a duplicate because the push itself (repo, ref, before,
+	// after) was queued before under another delivery id.
+	SamePush bool
 	// State of the run (queued, or later for a duplicate).
 	State State
 }

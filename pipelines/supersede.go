@@ -83,7 +83,7 @@ func (q *Queue) pushGuard(ctx context.Context, req Request, id, dkey string) (du
 		}
 		q.log.Info("push delivered again under a new delivery id: answered with its run", "run", other,
 			"repo", req.Repo, "ref", req.Ref, "commit", req.Commit, "delivery", req.DeliveryID)
-		return Enqueued{RunID: other, Duplicate: true, State: run.State}, true, nil
+		return Enqueued{RunID: other, Duplicate: true, SamePush: true, State: run.State}, true, nil
 	}
 	return Enqueued{}, false, errors.New("queue: push guard: too many concurrent updates")
 }

@@ -36,7 +36,7 @@ func TestReplayedPushIsADuplicate(t *testing.T) {
 	replay := a
 	replay.DeliveryID = "d-replay"
 	again := enqueue(t, q, replay)
-	if !again.Duplicate || again.RunID != first.RunID {
+	if !again.Duplicate || !again.SamePush || again.RunID != first.RunID {
 		t.Fatalf("replayed body under a new delivery id: %+v, want a duplicate of %s", again, first.RunID)
 	}
 	// GitHub's redelivery of the replayed delivery: the same answer.

@@ -243,7 +243,7 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 				t.Errorf("the replayed push ran to the end: %s %s", r.State, r.Message)
 			}
 		}
-		if a.Status != "duplicate" || a.RunID != runA.ID {
+		if a.Status != "duplicate" || a.RunID != runA.ID || !strings.Contains(a.Reason, "queued before under another delivery id") {
 			t.Errorf("replay answered %+v, want duplicate of run %s", a, runA.ID)
 		}
 		unchanged(t, "after the replay", commitB, runB.ID, rvB)
