@@ -47,6 +47,9 @@ type Deploy struct {
 	TmpSizeLimit string `yaml:"tmpSizeLimit"`
 	// DefaultResources apply to functions that set none.
 	DefaultResources DeployResources `yaml:"defaultResources"`
+	// Tenants is what each pushing repository may do: the Secrets it may
+	// mount, its own namespace (see Tenants).
+	Tenants Tenants `yaml:"tenants"`
 }
 
 // DeployResources are Kubernetes quantities (e.g. 100m, 128Mi).
@@ -112,6 +115,9 @@ func (d *Deploy) Validate() error {
 				errs = append(errs, fmt.Errorf("%s %q is not a Kubernetes quantity (e.g. 100m, 128Mi)", key, q))
 			}
 		}
+	}
+	if err := d.Tenants.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

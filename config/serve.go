@@ -164,8 +164,9 @@ type Queue struct {
 	MaxDeliver int `yaml:"maxDeliver"`
 	// RetryDelay is the pause before retrying a run after a transient error.
 	RetryDelay time.Duration `yaml:"retryDelay"`
-	// CancelSuperseded: a newer push to the same repo and ref cancels the
-	// older run if it is still queued or running.
+	// CancelSuperseded: a run of a newer commit (one that descends from
+	// the other's, by git ancestry, decided at checkout) of the same repo
+	// and ref cancels the older run if it is still queued or running.
 	CancelSuperseded bool `yaml:"cancelSuperseded"`
 }
 

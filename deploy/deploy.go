@@ -146,6 +146,9 @@ func (d *Deployer) Apply(ctx context.Context, fn Function) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.checkOwner(ctx, mode, n); err != nil {
+		return nil, err
+	}
 	rec := &warnings{}
 	ctx = context.WithValue(ctx, warningsKey{}, rec)
 	res := &Result{Mode: mode, Namespace: n.Namespace, Name: n.Name, Image: n.image}
@@ -153,6 +156,9 @@ func (d *Deployer) Apply(ctx context.Context, fn Function) (*Result, error) {
 
 	if mode == ModeOpenFaaS {
 		u := renderOpenFaaSFunction(n)
+		if fn.IfResourceVersion != "" {
+			u.SetResourceVersion(fn.IfResourceVersion)
+		}
 		got, err := d.dyn.Resource(FunctionGVR).Namespace(n.Namespace).Apply(ctx, n.Name, u, opts)
 		if err != nil {
 			return nil, explain(err, OpenFaaSKind, n.Namespace, n.Name)
@@ -162,7 +168,11 @@ func (d *Deployer) Apply(ctx context.Context, fn Function) (*Result, error) {
 	} else {
 		// The Deployment goes first: if admission refuses it, no Service
 		// is left pointing at nothing.
-		dep, err := d.kube.AppsV1().Deployments(n.Namespace).Apply(ctx, renderDeployment(d.cfg, n), opts)
+		dac := renderDeployment(d.cfg, n)
+		if fn.IfResourceVersion != "" {
+			dac.WithResourceVersion(fn.IfResourceVersion)
+		}
+		dep, err := d.kube.AppsV1().Deployments(n.Namespace).Apply(ctx, dac, opts)
 		if err != nil {
 			return nil, explain(err, "Deployment", n.Namespace, n.Name)
 		}
@@ -286,6 +296,8 @@ func explain(err error, kind, namespace, name string) error {
 		re.Message += " (create the function namespace and the deployer Role: manifests/deployer-rbac.yaml)"
 	case apierrors.IsForbidden(err):
 		re.Message += " (the deployer needs the Role in manifests/deployer-rbac.yaml in this namespace)"
+	case apierrors.IsConflict(err) && strings.Contains(s.Message, "has been modified"):
+		re.Message += " (the function changed since it was checked before this deploy: another run deployed it meanwhile; the deploy is checked again)"
 	case apierrors.IsConflict(err):
 		re.Message += " (another field manager owns these fields; set deploy.forceConflicts: true to take them over)"
 	}

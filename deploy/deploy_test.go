@@ -643,6 +643,16 @@ func TestOpenFaaSFunctionCRD(t *testing.T) {
 	if _, err := c.kube.AppsV1().Deployments(ns).Get(ctx, "openfaas-fn", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Gantry made a Deployment beside the Function (err %v); the operator owns that", err)
 	}
+	// The Function carries the run and its owner: Current reads them back,
+	// and another repository may not take the name over.
+	if cur, err := d.Current(ctx, fn); err != nil || cur == nil || cur.Kind != OpenFaaSKind || cur.Repo != fn.Labels.Repo || cur.Commit != fn.Labels.Commit {
+		t.Fatalf("Current of the Function: %+v %v", cur, err)
+	}
+	intruder := fn
+	intruder.Labels.Repo = "acme/intruder"
+	if _, err := d.Apply(ctx, intruder); !errors.Is(err, ErrNotOwner) || !strings.Contains(err.Error(), fn.Labels.Repo) {
+		t.Fatalf("another repository's apply of the Function: %v, want refused naming %s", err, fn.Labels.Repo)
+	}
 
 	// Rollout: not Ready, then Ready (written as the operator would).
 	setReady := func(status string) {

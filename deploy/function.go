@@ -38,8 +38,14 @@ type Function struct {
 	Resources Resources
 	// Scale bounds the replicas; Min 0 means 1.
 	Scale Scale
-	// Labels tie the objects to the run that produced them.
+	// Labels tie the objects to the run that produced them. Labels.Repo
+	// also owns the function's name: an apply for another repository than
+	// the one that deployed the objects is refused (OwnerError).
 	Labels RunLabels
+	// IfResourceVersion, when set, makes the workload's apply fail with a
+	// conflict if the workload changed since it was read at that version
+	// (Current): what was checked against it is what gets replaced.
+	IfResourceVersion string
 }
 
 // Resources are CPU and memory requests and limits (e.g. "100m", "128Mi").

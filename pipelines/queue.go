@@ -28,6 +28,7 @@ const (
 	bucketRuns       = "gantry_runs"
 	bucketDeliveries = "gantry_deliveries"
 	bucketHeads      = "gantry_heads"
+	bucketPushes     = "gantry_pushes"
 	bucketLogs       = "gantry_logs"
 )
 
@@ -52,8 +53,9 @@ type Options struct {
 	// MaxDeliver is how many times a run is handed to workers before it is
 	// dead-lettered (state error).
 	MaxDeliver int
-	// CancelSuperseded cancels a queued or running run when a newer push to
-	// the same repo and ref is queued.
+	// CancelSuperseded lets Supersede (called by the checkout stage) cancel
+	// a queued or running run of the same repo and ref whose commit is in
+	// the history of the run's commit; arrival order decides nothing.
 	CancelSuperseded bool
 	// Registerer receives the queue's Prometheus metrics; nil: none.
 	Registerer prometheus.Registerer
@@ -70,6 +72,7 @@ type Queue struct {
 	runs       jetstream.KeyValue
 	deliveries jetstream.KeyValue
 	heads      jetstream.KeyValue
+	pushes     jetstream.KeyValue
 	logs       jetstream.ObjectStore
 	metrics    *metrics
 }
@@ -172,7 +175,10 @@ func (q *Queue) setup(ctx context.Context) error {
 	if q.deliveries, err = kv(bucketDeliveries, "GitHub delivery ids seen (replay guard)", q.opts.DeliveryTTL); err != nil {
 		return err
 	}
-	if q.heads, err = kv(bucketHeads, "Newest run per repo and ref", q.opts.RunRetention); err != nil {
+	if q.heads, err = kv(bucketHeads, "Recent runs per repo and ref", q.opts.RunRetention); err != nil {
+		return err
+	}
+	if q.pushes, err = kv(bucketPushes, "Pushes seen, by repo, ref, before and after (replay guard)", q.opts.DeliveryTTL); err != nil {
 		return err
 	}
 	q.logs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -224,6 +230,9 @@ type Enqueued struct {
 	RunID string
 	// Duplicate: the delivery id was seen before; RunID is the earlier run.
 	Duplicate bool
+	// SamePush: a duplicate because the push itself (repo, ref, before,
+	// after) was queued before under another delivery id.
+	SamePush bool
 	// State of the run (queued, or later for a duplicate).
 	State State
 }
@@ -278,6 +287,11 @@ func (q *Queue) Enqueue(ctx context.Context, req Request) (Enqueued, error) {
 	case err != nil:
 		return Enqueued{}, fmt.Errorf("queue: delivery guard: %w", err)
 	}
+	if dup, ok, err := q.pushGuard(ctx, req, id, dkey); err != nil {
+		return Enqueued{}, err
+	} else if ok {
+		return dup, nil
+	}
 	run := Run{
 		ID: id, Repo: req.Repo, CloneURL: req.CloneURL, Ref: req.Ref, Commit: req.Commit,
 		Pusher: req.Pusher, Title: req.Title, DeliveryID: req.DeliveryID,
@@ -294,18 +308,12 @@ func (q *Queue) Enqueue(ctx context.Context, req Request) (Enqueued, error) {
 		return Enqueued{}, err
 	}
 	q.metrics.enqueued.Inc()
-	state := StateQueued
-	if q.opts.CancelSuperseded {
-		self, err := q.supersede(ctx, run)
-		if err != nil {
-			// The run is queued; a missed cancel only costs a redundant run.
-			q.log.Warn("could not cancel the superseded run", "run", id, "repo", run.Repo, "ref", run.Ref, "err", err)
-		}
-		if self {
-			state = StateCancelled
-		}
+	if err := q.recordHead(ctx, run); err != nil {
+		// The run is queued; a run missing from the ref's list is only
+		// not superseded (nor superseding) before its deploy step.
+		q.log.Warn("could not record the run among its ref's runs", "run", id, "repo", run.Repo, "ref", run.Ref, "err", err)
 	}
-	return Enqueued{RunID: id, Duplicate: duplicate, State: state}, nil
+	return Enqueued{RunID: id, Duplicate: duplicate, State: StateQueued}, nil
 }
 
 func (q *Queue) publish(ctx context.Context, id string) error {
@@ -314,50 +322,6 @@ func (q *Queue) publish(ctx context.Context, id string) error {
 		return fmt.Errorf("queue: publish run %s: %w", id, err)
 	}
 	return nil
-}
-
-// supersede makes run the newest of its repo and ref and cancels the one
-// it replaces. Run ids sort by arrival, so of two racing pushes the later
-// one wins, whichever gets here first; self reports that run itself was
-// the older one and was cancelled.
-func (q *Queue) supersede(ctx context.Context, run Run) (self bool, err error) {
-	key := hashKey(strings.ToLower(run.Repo) + "\x00" + run.Ref)
-	for range 10 {
-		e, err := q.heads.Get(ctx, key)
-		var old string
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			if _, err = q.heads.Create(ctx, key, []byte(run.ID)); errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			}
-			return false, err
-		case err != nil:
-			return false, err
-		default:
-			old = string(e.Value())
-		}
-		if old == run.ID {
-			return false, nil
-		}
-		if old > run.ID { // a newer run got here first: this one is superseded
-			_, err := q.cancel(ctx, run.ID, "superseded by newer run "+old, old)
-			return err == nil, err
-		}
-		if _, err := q.heads.Update(ctx, key, []byte(run.ID), e.Revision()); errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue
-		} else if err != nil {
-			return false, err
-		}
-		if !ValidRunID(old) {
-			return false, nil
-		}
-		_, err = q.cancel(ctx, old, "superseded by newer run "+run.ID, run.ID)
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrFinal) {
-			return false, nil
-		}
-		return false, err
-	}
-	return false, errors.New("too many concurrent updates")
 }
 
 // Get returns the record of run id.

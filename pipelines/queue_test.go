@@ -252,68 +252,6 @@ func TestDuplicateDeliveryNeverStartsASecondRun(t *testing.T) {
 	})
 }
 
-func TestNewerPushCancelsOlderRun(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b backend) {
-		q := open(t, b, t.TempDir(), nil)
-		// Queued (no worker yet): superseded before it starts.
-		old := enqueue(t, q, request("acme/sup", "refs/heads/main"))
-		other := enqueue(t, q, request("acme/sup", "refs/heads/dev"))
-		newer := enqueue(t, q, request("ACME/sup", "refs/heads/main"))
-		r, _ := q.Get(context.Background(), old.RunID)
-		if r.State != pipelines.StateCancelled || r.SupersededBy != newer.RunID || !strings.Contains(r.Message, newer.RunID) {
-			t.Fatalf("older queued run: %+v", r)
-		}
-		stages, file := recorders(t, 1, 0)
-		stop := work(t, q, pipelines.WorkerOptions{Stages: stages})
-		for _, id := range []string{newer.RunID, other.RunID} {
-			if r := waitFor(t, q, id, "final", final); r.State != pipelines.StatePassed {
-				t.Fatalf("run %s: %s", id, r.State)
-			}
-		}
-		if c := calls(t, file)[old.RunID+" record-1"]; c.Starts != 0 {
-			t.Fatalf("superseded run executed: %+v", c)
-		}
-
-		stop()
-
-		// Running: the stage's context is cancelled.
-		started := make(chan string, 1)
-		q2 := q
-		block := funcStage{"block", func(ctx context.Context, run pipelines.Run, _ io.Writer) (map[string]string, error) {
-			if run.Commit == "" {
-				return nil, nil
-			}
-			select {
-			case started <- run.ID:
-			default:
-			}
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}}
-		work(t, q2, pipelines.WorkerOptions{Stages: []pipelines.Stage{block}, Concurrency: 2})
-		running := enqueue(t, q2, request("acme/sup2", "refs/heads/main"))
-		if id := <-started; id != running.RunID {
-			t.Fatalf("started %s", id)
-		}
-		enqueue(t, q2, request("acme/sup2", "refs/heads/main"))
-		r = waitFor(t, q2, running.RunID, "cancelled stage", func(r *pipelines.Run) bool {
-			return r.State == pipelines.StateCancelled && r.Stages[0].State == pipelines.StateCancelled
-		})
-		if r.Stages[0].FinishedAt == nil {
-			t.Fatalf("cancelled stage has no end time: %+v", r.Stages[0])
-		}
-	})
-}
-
-func TestSupersedeCanBeTurnedOff(t *testing.T) {
-	q := open(t, backends(t)[0], t.TempDir(), func(o *pipelines.Options) { o.CancelSuperseded = false })
-	a := enqueue(t, q, request("acme/keep", "refs/heads/main"))
-	enqueue(t, q, request("acme/keep", "refs/heads/main"))
-	if r, _ := q.Get(context.Background(), a.RunID); r.State != pipelines.StateQueued {
-		t.Fatalf("older run %s with cancelSuperseded off", r.State)
-	}
-}
-
 func TestCancelByAPI(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		q := open(t, b, t.TempDir(), nil)

@@ -71,6 +71,10 @@ type Request struct {
 	Ref string
 	// Commit is the pushed commit SHA (the push's "after").
 	Commit string
+	// Before is the SHA the ref pointed at before the push (the push's
+	// "before"); with Repo, Ref and Commit it names the push for the
+	// replay guard, whatever the delivery id.
+	Before string
 	// Pusher is the GitHub login (or name) of who pushed.
 	Pusher string
 	// Title is the first line of the head commit message.

@@ -186,7 +186,7 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 	stopBeat := q.heartbeat(runCtx, msg, m.RunID, holder, cancel)
 	defer stopBeat()
 
-	outcome, stageName, stageErr := q.runStages(runCtx, run, holder, opts.Stages, log)
+	outcome, stageName, stageErr := q.runStages(withQueue(runCtx, q), run, holder, opts.Stages, log)
 	stopBeat()
 	if errors.Is(stageErr, errLeaseLost) || errors.Is(context.Cause(runCtx), errLeaseLost) {
 		log.Warn("worker: lost the run's lease (this worker was too slow to renew it); leaving the run to its new holder")

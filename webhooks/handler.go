@@ -220,6 +220,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("webhook redelivery: run already exists", "run", res.RunID, "state", res.State)
 		a.Status, a.State = "duplicate", res.State
 		a.Reason = "this delivery id was seen before; no new run was started"
+		if res.SamePush {
+			a.Reason = "this push (repository, ref, before, after) was queued before under another delivery id; no new run was started"
+		}
 		writeAnswer(w, http.StatusOK, a)
 		return
 	}
@@ -274,7 +277,7 @@ func (h *Handler) decide(p *pushEvent) (pipelines.Request, string) {
 	}
 	return pipelines.Request{
 		Repo: p.Repository.FullName, CloneURL: p.Repository.CloneURL,
-		Ref: p.Ref, Commit: p.After, Pusher: pusher, Title: title,
+		Ref: p.Ref, Commit: p.After, Before: p.Before, Pusher: pusher, Title: title,
 	}, ""
 }
 

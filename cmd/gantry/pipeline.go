@@ -27,6 +27,7 @@ type pipelineOptions struct {
 	logReports bool // reports in the stage logs (stored with the run)
 	trivyLog   bool // keep Trivy's own log (debug)
 	repo       repoconfig.Override
+	audit      bool // rollbacks to the audit log file (serve, worker)
 }
 
 // newPipeline wires the configured builder, scanner, signer, deployer and
@@ -86,6 +87,14 @@ func newPipeline(ctx context.Context, a *app, o pipelineOptions) (p *pstages.Pip
 	if cfg.Pipeline.Deploy {
 		d.Deployer = newDeployer(a)
 	}
+	if o.audit {
+		sink, closeSink, err := openAuditSink(ctx, a, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, closeSink)
+		d.Audit = sink
+	}
 	n, err := notify.New(cfg.Notify)
 	if err != nil {
 		return nil, nil, err
@@ -118,6 +127,10 @@ func newDeployer(a *app) pstages.Deployer {
 type brokenDeployer struct{ err error }
 
 func (b brokenDeployer) Apply(context.Context, deploy.Function) (*deploy.Result, error) {
+	return nil, b.err
+}
+
+func (b brokenDeployer) Current(context.Context, deploy.Function) (*deploy.Deployed, error) {
 	return nil, b.err
 }
 

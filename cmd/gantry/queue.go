@@ -86,6 +86,7 @@ func stages(cmd *cobra.Command) ([]pipelines.Stage, error) {
 	p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{
 		runURL:     func(id string) string { return base + "/api/v1/runs/" + id },
 		logReports: true,
+		audit:      true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline stages: %w", err)

@@ -85,7 +85,17 @@ type Scale struct {
 type Overrides struct {
 	Scan ScanOverrides `yaml:"scan"`
 	Lint LintOverrides `yaml:"lint"`
+	// Rollback "allow" lets a run deploy a commit that is not a
+	// fast-forward of the deployed one (an older commit, or a rewritten
+	// history); such a deploy is audited. Read from the configuration of
+	// the deployed commit (what the repository says now), never from the
+	// commit being deployed: a replayed old push cannot bring its own
+	// permission. Default (empty or "refuse"): refused as stale.
+	Rollback string `yaml:"rollback"`
 }
+
+// RollbackAllowed reports whether the configuration allows rollbacks.
+func (o Overrides) RollbackAllowed() bool { return o.Rollback == "allow" }
 
 // ScanOverrides tighten the scan gate for this repository.
 type ScanOverrides struct {
@@ -192,6 +202,9 @@ func (r *Repo) validate() error {
 	var errs []error
 	if len(r.Functions) == 0 {
 		errs = append(errs, fmt.Errorf("%s: no functions", r.Source))
+	}
+	if rb := r.Overrides.Rollback; rb != "" && rb != "allow" && rb != "refuse" {
+		errs = append(errs, fmt.Errorf("%s: rollback %q: want allow or refuse", r.Source, rb))
 	}
 	seen := map[string]bool{}
 	for i, fn := range r.Functions {

@@ -39,6 +39,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/builder"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/deploy"
@@ -91,6 +92,8 @@ type Signer interface {
 // Deployer applies one function (deploy.Deployer).
 type Deployer interface {
 	Apply(ctx context.Context, fn deploy.Function) (*deploy.Result, error)
+	// Current reads the function as deployed now (nil: not deployed).
+	Current(ctx context.Context, fn deploy.Function) (*deploy.Deployed, error)
 }
 
 // Notifier reports a run (notify.Notifier).
@@ -126,6 +129,9 @@ type Deps struct {
 	// The workers leave it zero: a push builds what its commit says.
 	Repo repoconfig.Override
 	Log  *slog.Logger
+	// Audit receives the deploys that bend policy (rollbacks); nil: only
+	// logged.
+	Audit audit.Sink
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -358,6 +364,12 @@ func (s *checkoutStage) Run(ctx context.Context, run pipelines.Run, log io.Write
 		return nil, err // unreachable remote, auth: an error, retried
 	}
 	fmt.Fprintf(log, "checked out %s at %s (shallow %v): %s\n", run.CloneURL, co.Commit, co.Shallow, co.Subject)
+	if stopped, reason, err := p.supersede(ctx, run, log); err != nil {
+		return nil, err
+	} else if stopped {
+		p.cleanup(run.ID)
+		return nil, pipelines.Fail("%s", reason)
+	}
 	repo, err := repoconfig.LoadWith(co.Dir, p.d.Repo)
 	if errors.Is(err, repoconfig.ErrOverride) {
 		// The command line does not fit the repository: an error for the

@@ -291,6 +291,12 @@ func (p *Pipeline) deploy(ctx context.Context, run pipelines.Run, st *state, f *
 			CPULimit: r.Limits["cpu"], MemoryLimit: r.Limits["memory"]},
 		Scale:  deploy.Scale{Min: int32(f.Spec.Scale.Min), Max: int32(f.Spec.Scale.Max)},
 		Labels: deploy.RunLabels{RunID: run.ID, Repo: run.Repo, Commit: run.Commit, Ref: run.Ref}}
+	if err := p.tenantPolicy(run, &fn); err != nil {
+		return err
+	}
+	if err := p.checkFastForward(ctx, run, f, &fn, log); err != nil {
+		return err
+	}
 	res, err := p.d.Deployer.Apply(ctx, fn)
 	if res != nil {
 		f.Deployed = f.Deployed[:0]
@@ -305,7 +311,7 @@ func (p *Pipeline) deploy(ctx context.Context, run pipelines.Run, st *state, f *
 	switch {
 	case err == nil:
 		return nil
-	case deploy.IsAdmissionDenied(err), errors.Is(err, deploy.ErrInvalid):
+	case deploy.IsAdmissionDenied(err), errors.Is(err, deploy.ErrInvalid), errors.Is(err, deploy.ErrNotOwner):
 		return pipelines.Fail("%v", err)
 	default:
 		var re *deploy.RolloutError

@@ -12,9 +12,10 @@
 // (server.rateLimits.failedAuthPerSource at its default); the figures for
 // the valid deliveries show what the flood costs them.
 //
-// Every delivery has a new delivery id (replay guard write), a new run
-// record, a queue message and, with cancelSuperseded on (the default), a
-// head-of-branch update that cancels the previous run of its branch.
+// Every delivery has a new delivery id (replay guard write), a push guard
+// write (repo, ref, before, after), a new run record, a queue message and
+// an update of its branch's recent runs (superseding itself is decided by
+// the workers at checkout, by git ancestry).
 package main
 
 import (
@@ -101,10 +102,14 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 		id, sig string
 		body    []byte
 	}
-	ds := make([]delivery, n)
+	ds := make([]delivery, n+conc)
 	for i := range ds {
+		ref := fmt.Sprintf("refs/heads/b%d", i%branches)
+		if i >= n {
+			ref = fmt.Sprintf("refs/heads/warm-%d", i) // warm-up pushes: their own (the push guard knows a push by its content)
+		}
 		body, _ := json.Marshal(map[string]any{
-			"ref": fmt.Sprintf("refs/heads/b%d", i%branches), "after": fmt.Sprintf("%040x", i+1),
+			"ref": ref, "after": fmt.Sprintf("%040x", i+1),
 			"before":      fmt.Sprintf("%040x", i),
 			"repository":  map[string]any{"full_name": "acme/app", "clone_url": "https://github.com/acme/app.git"},
 			"pusher":      map[string]any{"name": "octocat", "email": "octocat@example.com"},
@@ -136,10 +141,11 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 	}
 	// Warm up connections and JetStream (not counted).
 	for i := 0; i < conc && i < n; i++ {
-		if _, err := send(delivery{id: fmt.Sprintf("warm-%d-%d", time.Now().UnixNano(), i), sig: ds[i].sig, body: ds[i].body}); err != nil {
+		if _, err := send(ds[n+i]); err != nil {
 			return err
 		}
 	}
+	ds = ds[:n]
 	var floodSent, floodLimited, floodUnauthorized atomic.Int64
 	floodDone := make(chan struct{})
 	var floodWG sync.WaitGroup
