@@ -125,7 +125,11 @@ type Deps struct {
 	// applied to the repository's configuration (repoconfig.LoadWith).
 	// The workers leave it zero: a push builds what its commit says.
 	Repo repoconfig.Override
-	Log  *slog.Logger
+	// GitAuth, when set, replaces pipeline.gitTokenFile/gitSSHKeyFile: the
+	// credentials `gantry run --repo` took out of its URL, so that the
+	// run's clone URL (logs, output, provenance) never carries them.
+	GitAuth *source.Auth
+	Log     *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -319,6 +323,9 @@ func (p *Pipeline) ensureSource(ctx context.Context, run pipelines.Run, log io.W
 }
 
 func (p *Pipeline) gitAuth() (source.Auth, error) {
+	if p.d.GitAuth != nil {
+		return *p.d.GitAuth, nil
+	}
 	c := p.d.Config.Pipeline
 	a := source.Auth{SSHKeyFile: c.GitSSHKeyFile, SSHKnownHosts: c.GitKnownHostsFile}
 	if c.GitTokenFile != "" {
@@ -357,7 +364,7 @@ func (s *checkoutStage) Run(ctx context.Context, run pipelines.Run, log io.Write
 	if err != nil {
 		return nil, err // unreachable remote, auth: an error, retried
 	}
-	fmt.Fprintf(log, "checked out %s at %s (shallow %v): %s\n", run.CloneURL, co.Commit, co.Shallow, co.Subject)
+	fmt.Fprintf(log, "checked out %s at %s (shallow %v): %s\n", signer.WithoutUserinfo(run.CloneURL), co.Commit, co.Shallow, co.Subject)
 	repo, err := repoconfig.LoadWith(co.Dir, p.d.Repo)
 	if errors.Is(err, repoconfig.ErrOverride) {
 		// The command line does not fit the repository: an error for the
