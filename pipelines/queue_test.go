@@ -427,8 +427,10 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestDeliveryGuardExpires(t *testing.T) {
-	q := open(t, backends(t)[0], t.TempDir(), func(o *pipelines.Options) { o.DeliveryTTL = time.Second })
+func TestDeliveryGuardExpires(t *testing.T) { eachBackend(t, testDeliveryGuardExpires) }
+
+func testDeliveryGuardExpires(t *testing.T, b backend) {
+	q := open(t, b, t.TempDir(), func(o *pipelines.Options) { o.DeliveryTTL = time.Second })
 	req := request("acme/ttl", "refs/heads/main")
 	first := enqueue(t, q, req)
 	deadline := time.Now().Add(30 * time.Second)
@@ -444,8 +446,10 @@ func TestDeliveryGuardExpires(t *testing.T) {
 	t.Fatal("delivery id still remembered long after its TTL")
 }
 
-func TestListFiltersAndPages(t *testing.T) {
-	q := open(t, backends(t)[0], t.TempDir(), func(o *pipelines.Options) { o.CancelSuperseded = false })
+func TestListFiltersAndPages(t *testing.T) { eachBackend(t, testListFiltersAndPages) }
+
+func testListFiltersAndPages(t *testing.T, b backend) {
+	q := open(t, b, t.TempDir(), func(o *pipelines.Options) { o.CancelSuperseded = false })
 	var ids []string
 	for i := range 7 {
 		repo := "acme/a"
@@ -487,8 +491,10 @@ func TestListFiltersAndPages(t *testing.T) {
 	}
 }
 
-func TestCorruptQueueMessageIsDropped(t *testing.T) {
-	q := open(t, backends(t)[0], t.TempDir(), nil)
+func TestCorruptQueueMessageIsDropped(t *testing.T) { eachBackend(t, testCorruptQueueMessageIsDropped) }
+
+func testCorruptQueueMessageIsDropped(t *testing.T, b backend) {
+	q := open(t, b, t.TempDir(), nil)
 	stages, file := recorders(t, 1, 0)
 	if err := q.PublishRaw(context.Background(), []byte("{not json")); err != nil {
 		t.Fatal(err)
@@ -518,7 +524,11 @@ func TestCorruptQueueMessageIsDropped(t *testing.T) {
 }
 
 func TestSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T) {
-	q := open(t, backends(t)[0], t.TempDir(), nil)
+	eachBackend(t, testSecondDeliveryOfARunningRunWaitsForItsLease)
+}
+
+func testSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T, b backend) {
+	q := open(t, b, t.TempDir(), nil)
 	release := make(chan struct{})
 	started := make(chan struct{}, 4)
 	var starts, concurrent, maxConcurrent atomic.Int32

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ func (p Provenance) Predicate() ([]byte, error) {
 	if p.Repository == "" || p.Commit == "" || p.BuilderID == "" {
 		return nil, errors.New("provenance needs repository, commit and builder id")
 	}
+	// A clone URL can carry a token (https://user:token@host/…): the
+	// provenance is public, it names the repository without it.
+	p.Repository = WithoutUserinfo(p.Repository)
 	type dep struct {
 		URI    string            `json:"uri"`
 		Digest map[string]string `json:"digest"`
@@ -90,4 +94,17 @@ func VulnPredicate(trivyReport []byte, trivyVersion string, started, finished ti
 			"scanFinishedOn": finished.UTC().Format(time.RFC3339),
 		},
 	})
+}
+
+// WithoutUserinfo returns a URL without its user name and password
+// (https://user:token@host/r → https://host/r). Strings that are not
+// URLs with a scheme and host (local paths, scp-like git@host:path, whose
+// user is no secret) come back unchanged.
+func WithoutUserinfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || u.Host == "" {
+		return raw
+	}
+	u.User = nil
+	return u.String()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/notify"
 	"github.com/gantry-dev/gantry/pipelines/repoconfig"
+	"github.com/gantry-dev/gantry/pipelines/source"
 	pstages "github.com/gantry-dev/gantry/pipelines/stages"
 	"github.com/gantry-dev/gantry/scanner"
 	"github.com/gantry-dev/gantry/signer"
@@ -27,7 +28,8 @@ type pipelineOptions struct {
 	logReports bool // reports in the stage logs (stored with the run)
 	trivyLog   bool // keep Trivy's own log (debug)
 	repo       repoconfig.Override
-	audit      bool // rollbacks to the audit log file (serve, worker)
+	audit      bool         // rollbacks to the audit log file (serve, worker)
+	gitAuth    *source.Auth // credentials from `gantry run --repo`'s URL
 }
 
 // newPipeline wires the configured builder, scanner, signer, deployer and
@@ -69,7 +71,7 @@ func newPipeline(ctx context.Context, a *app, o pipelineOptions) (p *pstages.Pip
 	}}
 	closers = append(closers, sc.close)
 
-	d := pstages.Deps{Config: cfg, Builder: b, Scanner: sc, Log: a.log, RunURL: o.runURL, Reports: o.reports, LogReports: o.logReports, Repo: o.repo,
+	d := pstages.Deps{Config: cfg, Builder: b, Scanner: sc, Log: a.log, RunURL: o.runURL, Reports: o.reports, LogReports: o.logReports, Repo: o.repo, GitAuth: o.gitAuth,
 		ResolveDigest: func(ctx context.Context, ref string) (name.Digest, error) {
 			dg, _, err := signer.ResolveDigest(ctx, reg, ref)
 			return dg, err

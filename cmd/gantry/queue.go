@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/pipelines"
-	"github.com/gantry-dev/gantry/pipelines/pipelinestest"
 )
 
 // fileList is a repeatable flag whose String() is the comma-joined list,
@@ -31,10 +30,9 @@ func queueFlags(cmd *cobra.Command) map[string]string {
 	fl.String("data-dir", "", "directory of the embedded NATS JetStream store (queue.dataDir; default /var/lib/gantry)")
 	fl.String("nats-url", "", "external NATS JetStream server(s) instead of the embedded one (queue.natsURL)")
 	fl.Int("workers", 0, "runs executed at once by this process (queue.workers; default 2)")
-	// TEST ONLY: recording stages for process-level tests (kill -9); see
-	// pipelines/pipelinestest. Hidden from help.
-	fl.String("test-stages", "", "TEST ONLY: record:FILE:N:DELAY")
-	_ = fl.MarkHidden("test-stages")
+	if testStagesHook != nil {
+		testStagesHook.flags(cmd)
+	}
 	return map[string]string{"queue.dataDir": "data-dir", "queue.natsURL": "nats-url", "queue.workers": "workers"}
 }
 
@@ -70,13 +68,27 @@ func openQueue(ctx context.Context, a *app, reg prometheus.Registerer) (*pipelin
 	})
 }
 
+// testStagesHook is nil in the gantry binary. Only this package's test
+// binary sets it (testhooks_test.go), to give serve and worker the
+// recording stages of pipelines/pipelinestest that the process-level
+// tests (kill -9, restart) need; the production binary has neither the
+// flag nor that package (TestProductionBinaryHasNoTestStages).
+var testStagesHook *stagesHook
+
+type stagesHook struct {
+	flags  func(*cobra.Command)
+	stages func(*cobra.Command) (st []pipelines.Stage, ok bool, err error)
+}
+
 // stages returns the pipeline's stage list: the real stages (checkout,
 // lint, build, scan, sign, deploy, notify; see pipelines/stages) wired to
 // the configured builder, scanner, signer, deployer and notifier. They live
 // as long as the process.
 func stages(cmd *cobra.Command) ([]pipelines.Stage, error) {
-	if spec, _ := cmd.Flags().GetString("test-stages"); spec != "" {
-		return pipelinestest.ParseStages(spec)
+	if testStagesHook != nil {
+		if st, ok, err := testStagesHook.stages(cmd); ok {
+			return st, err
+		}
 	}
 	a, _ := cmd.Context().Value(appKey{}).(*app)
 	if a == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/pipelines/repoconfig"
+	"github.com/gantry-dev/gantry/pipelines/source"
 	pstages "github.com/gantry-dev/gantry/pipelines/stages"
 )
 
@@ -65,11 +67,20 @@ See docs/pipeline.md.`,
 			if err := ovr.Validate(); err != nil {
 				return err
 			}
-			run, err := localRun(args, *repoURL, *commit, *ref, *repoName, *delivery, a.env)
+			// Credentials in --repo's URL are taken out of it: the run's
+			// clone URL reaches logs, the JSON output and the provenance.
+			cloneURL, urlAuth, err := repoCredentials(*repoURL)
+			if err != nil {
+				return err
+			}
+			run, err := localRun(args, cloneURL, *commit, *ref, *repoName, *delivery, a.env)
 			if err != nil {
 				return err
 			}
 			cfg := a.cfg
+			if urlAuth != nil && (cfg.Pipeline.GitTokenFile != "" || cfg.Pipeline.GitSSHKeyFile != "") {
+				return errors.New("--repo's URL carries credentials and pipeline.gitTokenFile/gitSSHKeyFile is set too: give one of them")
+			}
 			// The repository was named on this command line, by its user:
 			// a local path is fine here (never for webhook URLs).
 			cfg.Pipeline.AllowLocalRepos = true
@@ -77,7 +88,7 @@ See docs/pipeline.md.`,
 				cfg.Pipeline.Deploy = false
 			}
 			sink := &reportFiles{sarifDir: *sarifDir, dir: *reportDir, md: map[string]string{}}
-			p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{noSign: !*sign, reports: sink.write, repo: ovr})
+			p, closeFn, err := newPipeline(cmd.Context(), a, pipelineOptions{noSign: !*sign, reports: sink.write, repo: ovr, gitAuth: urlAuth})
 			if err != nil {
 				return err
 			}
@@ -336,4 +347,31 @@ func clip(s string, n int) string {
 func mdEscape(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, "|", `\|`, "\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "`", "'", "*", `\*`, "_", `\_`, "[", `\[`)
 	return r.Replace(s)
+}
+
+// repoCredentials splits the credentials off an https clone URL
+// (https://user:token@host/r → https://host/r, user and token as the git
+// auth; a user alone, https://token@host/r, is the token). Other URLs come
+// back unchanged with no auth, except ssh://user:password@…, refused:
+// gantry reaches ssh with a key (pipeline.gitSSHKeyFile).
+func repoCredentials(raw string) (string, *source.Auth, error) {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || u.User == nil || u.Host == "" {
+		return raw, nil, nil
+	}
+	pass, hasPass := u.User.Password()
+	switch {
+	case u.Scheme == "https" && hasPass:
+		a := &source.Auth{Username: u.User.Username(), Token: pass}
+		u.User = nil
+		return u.String(), a, nil
+	case u.Scheme == "https":
+		a := &source.Auth{Token: u.User.Username()}
+		u.User = nil
+		return u.String(), a, nil
+	case hasPass:
+		u.User = nil
+		return "", nil, fmt.Errorf("--repo %s: a password in a %s URL is refused; use https with a token, or ssh with pipeline.gitSSHKeyFile", u.String(), u.Scheme)
+	}
+	return raw, nil, nil
 }

@@ -2,10 +2,10 @@
 // they record every call in a file and can be slowed down, so a test can
 // kill a worker mid-stage and check afterwards what ran how often.
 //
-// TEST ONLY. They reach the gantry binary solely through the hidden
-// `--test-stages` flag of `gantry serve` and `gantry worker`, which the
-// process-level tests (kill -9, restart) need; they do nothing useful in
-// production.
+// TEST ONLY. They reach gantry serve and gantry worker only in
+// cmd/gantry's test binary, through the hidden `--test-stages` flag its
+// testhooks_test.go adds for the process-level tests (kill -9, restart);
+// the production binary neither has the flag nor links this package.
 package pipelinestest
 
 import (

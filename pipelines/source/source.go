@@ -33,6 +33,8 @@ import (
 type Auth struct {
 	// Token is an HTTPS token: a GitHub App installation token or a PAT.
 	Token string
+	// Username goes with Token; empty means x-access-token (GitHub's).
+	Username string
 	// SSHKeyFile is a deploy key (PEM/OpenSSH private key file).
 	SSHKeyFile string
 	// SSHKnownHosts is a known_hosts file; required with SSHKeyFile, so
@@ -169,7 +171,11 @@ func authMethod(ep *transport.Endpoint, a Auth) (transport.AuthMethod, error) {
 		}
 		// GitHub takes installation tokens and PATs as the password of
 		// any user name; x-access-token is what its docs use.
-		return &githttp.BasicAuth{Username: "x-access-token", Password: a.Token}, nil
+		user := a.Username
+		if user == "" {
+			user = "x-access-token"
+		}
+		return &githttp.BasicAuth{Username: user, Password: a.Token}, nil
 	case a.SSHKeyFile != "":
 		if ep.Protocol != "ssh" {
 			return nil, fmt.Errorf("repository auth: an SSH key needs an ssh URL, not %s", ep.Protocol)

@@ -128,10 +128,14 @@ type Deps struct {
 	// applied to the repository's configuration (repoconfig.LoadWith).
 	// The workers leave it zero: a push builds what its commit says.
 	Repo repoconfig.Override
-	Log  *slog.Logger
 	// Audit receives the deploys that bend policy (rollbacks); nil: only
 	// logged.
 	Audit audit.Sink
+	// GitAuth, when set, replaces pipeline.gitTokenFile/gitSSHKeyFile: the
+	// credentials `gantry run --repo` took out of its URL, so that the
+	// run's clone URL (logs, output, provenance) never carries them.
+	GitAuth *source.Auth
+	Log     *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -325,6 +329,9 @@ func (p *Pipeline) ensureSource(ctx context.Context, run pipelines.Run, log io.W
 }
 
 func (p *Pipeline) gitAuth() (source.Auth, error) {
+	if p.d.GitAuth != nil {
+		return *p.d.GitAuth, nil
+	}
 	c := p.d.Config.Pipeline
 	a := source.Auth{SSHKeyFile: c.GitSSHKeyFile, SSHKnownHosts: c.GitKnownHostsFile}
 	if c.GitTokenFile != "" {
@@ -363,7 +370,7 @@ func (s *checkoutStage) Run(ctx context.Context, run pipelines.Run, log io.Write
 	if err != nil {
 		return nil, err // unreachable remote, auth: an error, retried
 	}
-	fmt.Fprintf(log, "checked out %s at %s (shallow %v): %s\n", run.CloneURL, co.Commit, co.Shallow, co.Subject)
+	fmt.Fprintf(log, "checked out %s at %s (shallow %v): %s\n", signer.WithoutUserinfo(run.CloneURL), co.Commit, co.Shallow, co.Subject)
 	if stopped, reason, err := p.supersede(ctx, run, log); err != nil {
 		return nil, err
 	} else if stopped {
