@@ -58,7 +58,7 @@ func envelopeFor(statement string) []byte {
 // and the predicate checks that read attacker-supplied JSON.
 func FuzzParseStatement(f *testing.F) {
 	f.Add(envelopeFor(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v1","subject":[{"name":"x","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicate":{"buildDefinition":{"externalParameters":{"source":{"repository":"https://github.com/a/b","ref":"refs/heads/main"}}}}}`))
-	f.Add(envelopeFor(`{"_type":"https://in-toto.io/Statement/v1","predicateType":"https://cosign.sigstore.dev/attestation/vuln/v1","predicate":{"scanner":{"result":{"Results":[{"Vulnerabilities":[{"Severity":"CRITICAL"}]}]}}}}`))
+	f.Add(envelopeFor(`{"_type":"https://in-toto.io/Statement/v1","predicateType":"https://cosign.sigstore.dev/attestation/vuln/v1","predicate":{"scanner":{"result":{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"CRITICAL"}]}]}}}}`))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"!!"}`))
 	f.Add([]byte(`[]`))
 	h := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}
