@@ -125,6 +125,7 @@ scanner: {dbRepositories: [%[3]q], javaDbRepositories: [], cacheDir: %[4]q%[5]s}
 signer: {keySource: file, keyFile: %[6]q, passwordFile: %[7]q}
 notify:
   backoff: 10ms
+  when: always
   cloudEvents: {url: %[8]q, secretFile: %[9]q, source: seam}
 admission: {listen: %[10]q, signerPolicy: %[11]q}
 server: {listen: 127.0.0.1:0, insecureHTTP: true}
@@ -169,6 +170,21 @@ func (r *seamRig) commit(t *testing.T, full string, rootfs map[string]string, ex
 		sha = gitCommit(t, r.repos[full], extra, "extra")
 	}
 	return sha
+}
+
+// repoIgnores returns the files that make repository full use an ignore
+// file with entries (and fail its gate on unfixed findings too).
+func (r *seamRig) repoIgnores(t *testing.T, full, entries string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.repos[full], "gantry.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	if !strings.Contains(cfg, "ignoreFile:") {
+		cfg += "scan:\n  includeUnfixable: true\n  ignoreFile: .gantry/ignore.yaml\n"
+	}
+	return map[string]string{"gantry.yaml": cfg, ".gantry/ignore.yaml": "ignores:\n" + entries}
 }
 
 // push sends a signed push delivery of full@sha to ref and returns the run.
@@ -336,11 +352,92 @@ func TestAttestationSeams(t *testing.T) {
 	clean := r.push(t, "acme/hello", "refs/heads/main", r.commit(t, "acme/hello", scantest.CleanFiles(), nil))
 	dev := r.push(t, "acme/hello", "refs/heads/dev", r.commit(t, "acme/hello", scantest.CleanFiles(), nil))
 	other := r.push(t, "acme/other", "refs/heads/main", r.commit(t, "acme/other", scantest.CleanFiles(), nil))
+	// The attack on the ignore bound: a repository waives the whole of
+	// openssl until 2999 in its own ignore file. Before scanner.repoIgnores
+	// this passed the gate (and admission, the CRITICAL being ignored).
+	waive := r.push(t, "acme/other", "refs/heads/waive", r.commit(t, "acme/other", scantest.VulnerableFiles(),
+		r.repoIgnores(t, "acme/other", "  - {id: pkg:openssl, reason: we accept openssl, expires: 2999-01-01}\n")))
 	images := map[string]string{}
 	for k, id := range map[string]string{"clean": clean, "dev": dev, "other": other} {
 		images[k] = r.passed(t, id)
 	}
 	images["vuln"] = r.passed(t, r.push(t, "acme/hello", "refs/heads/main", r.commit(t, "acme/hello", scantest.VulnerableFiles(), nil)))
+
+	t.Run("repository ignore file beyond the server's bound: refused at scan", func(t *testing.T) {
+		run := r.wait(t, waive)
+		if run.State != pipelines.StateFailed || run.Stage("scan").State != pipelines.StateFailed || run.Stage("sign").State == pipelines.StatePassed {
+			t.Fatalf("run %s: %s %q, stages %+v", run.ID, run.State, run.Message, run.Stages)
+		}
+		for _, w := range []string{".gantry/ignore.yaml line 2", "pkg:openssl", "scanner.repoIgnores.allowPackageWildcards: false",
+			"expires 2999-01-01", "scanner.repoIgnores.maxExpiryDays"} {
+			if !strings.Contains(run.Message, w) {
+				t.Errorf("verdict %q does not name %q", run.Message, w)
+			}
+		}
+	})
+
+	// A bounded ignore (one id, 30 days) of the planted CRITICAL, which the
+	// repository makes fail its gate (includeUnfixable): used, and listed
+	// in the stage log, the run outputs, the notification and the vuln
+	// attestation.
+	expires := time.Now().UTC().AddDate(0, 0, 30).Format(time.DateOnly)
+	ignored := r.wait(t, r.push(t, "acme/hello", "refs/heads/main", r.commit(t, "acme/hello", scantest.VulnerableFiles(),
+		r.repoIgnores(t, "acme/hello", "  - {id: "+scantest.UnfixedCritical+", package: openssl, reason: no TLS in this function, expires: "+expires+"}\n"))))
+	t.Run("ignore used: listed in the run, the notification and the vuln attestation", func(t *testing.T) {
+		if ignored.State != pipelines.StatePassed {
+			t.Fatalf("run %s: %s %q", ignored.ID, ignored.State, ignored.Message)
+		}
+		if o := ignored.Outputs["ignores.hello"]; !strings.Contains(o, scantest.UnfixedCritical) || !strings.Contains(o, "repository (.gantry/ignore.yaml)") {
+			t.Errorf("run output ignores.hello = %q", o)
+		}
+		var logs string
+		apiGet(t, r.srv.addr, r.token, "/api/v1/runs/"+ignored.ID+"/logs?stage=scan", &logs)
+		if !strings.Contains(logs, "ignore used: "+scantest.UnfixedCritical+" (package openssl), repository (.gantry/ignore.yaml) line 2, until "+expires) {
+			t.Errorf("scan log lacks the ignore:\n%s", logs)
+		}
+		evs := r.ce.forRun(ignored.ID)
+		if len(evs) == 0 || !strings.Contains(string(evs[len(evs)-1]), `"ignores":[{"id":"`+scantest.UnfixedCritical+`"`) {
+			t.Errorf("CloudEvents %s", evs)
+		}
+		pred := r.predicates(t, ignored.Outputs["image.hello"])["https://cosign.sigstore.dev/attestation/vuln/v1"]
+		var vp struct {
+			Invocation struct {
+				Parameters struct {
+					Ignores []struct{ ID, Source, Expires string } `json:"ignores"`
+				} `json:"parameters"`
+			} `json:"invocation"`
+			Scanner struct {
+				Result struct {
+					Results []struct {
+						Vulnerabilities []struct{ VulnerabilityID string }
+						Modified        []struct {
+							Status  string
+							Finding struct{ VulnerabilityID string }
+						} `json:"ExperimentalModifiedFindings"`
+					}
+				} `json:"result"`
+			} `json:"scanner"`
+		}
+		if err := json.Unmarshal(pred, &vp); err != nil {
+			t.Fatalf("vuln predicate: %v\n%s", err, pred)
+		}
+		if igs := vp.Invocation.Parameters.Ignores; len(igs) != 1 || igs[0].ID != scantest.UnfixedCritical || igs[0].Expires != expires ||
+			igs[0].Source != "repository (.gantry/ignore.yaml)" {
+			t.Errorf("invocation.parameters.ignores %+v", igs)
+		}
+		var listed, modified bool
+		for _, res := range vp.Scanner.Result.Results {
+			for _, v := range res.Vulnerabilities {
+				listed = listed || v.VulnerabilityID == scantest.UnfixedCritical
+			}
+			for _, m := range res.Modified {
+				modified = modified || (m.Status == "ignored" && m.Finding.VulnerabilityID == scantest.UnfixedCritical)
+			}
+		}
+		if listed || !modified {
+			t.Errorf("the ignored finding: in Vulnerabilities %v, in ExperimentalModifiedFindings as ignored %v", listed, modified)
+		}
+	})
 
 	t.Run("admission", func(t *testing.T) {
 		for _, c := range []struct {
