@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -82,5 +83,25 @@ func FuzzParsePolicy(f *testing.F) {
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		_, _ = ParsePolicy(doc, dir)
+	})
+}
+
+// FuzzParseTrivyReport: the vuln check's reader of scanner.result never
+// panics, and accepts only objects that carry SchemaVersion 2.
+func FuzzParseTrivyReport(f *testing.F) {
+	for _, s := range []string{`{"SchemaVersion":2}`, `{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"CRITICAL"}]}]}`,
+		`{"schemaVersion":1,"findings":[]}`, `{}`, `null`, `[]`, `{"SchemaVersion":"2"}`, `{"SchemaVersion":2,"Results":{}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseTrivyReport(b)
+		if err != nil {
+			return
+		}
+		var top map[string]json.RawMessage
+		if json.Unmarshal(b, &top) != nil || string(bytes.TrimSpace(top["SchemaVersion"])) == "" {
+			t.Fatalf("accepted %q without a SchemaVersion", b)
+		}
+		_ = r
 	})
 }
