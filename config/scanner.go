@@ -44,6 +44,8 @@ type Scanner struct {
 	IgnoreFile string `yaml:"ignoreFile"`
 	// Timeout bounds one scan, image download included.
 	Timeout time.Duration `yaml:"timeout"`
+	// RepoIgnores bounds the ignore files of repositories.
+	RepoIgnores RepoIgnores `yaml:"repoIgnores"`
 }
 
 // DefaultScanner returns the scanner section's defaults.
@@ -56,6 +58,7 @@ func DefaultScanner() Scanner {
 		Severities:         []string{"CRITICAL", "HIGH"},
 		OnlyFixed:          true,
 		Timeout:            10 * time.Minute,
+		RepoIgnores:        DefaultRepoIgnores(),
 	}
 }
 
@@ -88,6 +91,9 @@ func (s *Scanner) Validate() error {
 	}
 	if s.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("scanner.timeout must be positive, got %s", s.Timeout))
+	}
+	if err := s.RepoIgnores.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

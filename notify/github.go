@@ -312,6 +312,9 @@ func checkSummary(run Run) string {
 				mdCell(f.Installed), mdCell(fixed), mdCell(f.Function), mdCell(truncate(f.Title, 300))))
 		}
 	}
+	for _, r := range mdIgnores(run.Functions) {
+		write(r)
+	}
 	if skipped > 0 {
 		fmt.Fprintf(&b, "\n%d more rows do not fit GitHub's summary limit", skipped)
 		if run.URL != "" {

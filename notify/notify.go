@@ -62,6 +62,8 @@ type Function struct {
 	Dockerfile string    `json:"dockerfile,omitempty"`
 	Stages     []Stage   `json:"stages,omitempty"`
 	Findings   []Finding `json:"findings,omitempty"`
+	// Ignores are the ignore entries the scan gate used for this function.
+	Ignores []Ignore `json:"ignores,omitempty"`
 }
 
 // Stage is one stage's result.

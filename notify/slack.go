@@ -59,6 +59,7 @@ func slackText(run Run, top int) string {
 			b.WriteByte('\n')
 		}
 	}
+	b.WriteString(slackIgnores(run.Functions))
 	return truncate(b.String(), 39000) // Slack truncates text past 40,000 characters
 }
 

@@ -195,21 +195,47 @@ func normalizeRepo(s string) string {
 }
 
 // vulnPredicate is cosign's vuln/v1 predicate with a Trivy JSON report as
-// scanner.result. Ignored findings are not in the report.
+// scanner.result. Ignored findings are not in Results[].Vulnerabilities
+// (Trivy and Gantry move them to ExperimentalModifiedFindings).
 type vulnPredicate struct {
 	Scanner struct {
-		URI    string `json:"uri"`
-		Result struct {
-			Results []struct {
-				Target          string `json:"Target"`
-				Vulnerabilities []struct {
-					VulnerabilityID string `json:"VulnerabilityID"`
-					PkgName         string `json:"PkgName"`
-					Severity        string `json:"Severity"`
-				} `json:"Vulnerabilities"`
-			} `json:"Results"`
-		} `json:"result"`
+		URI    string          `json:"uri"`
+		Result json.RawMessage `json:"result"`
 	} `json:"scanner"`
+}
+
+// trivyReport is the part of Trivy's JSON report a vuln check reads.
+type trivyReport struct {
+	Results []struct {
+		Target          string `json:"Target"`
+		Vulnerabilities []struct {
+			VulnerabilityID string `json:"VulnerabilityID"`
+			PkgName         string `json:"PkgName"`
+			Severity        string `json:"Severity"`
+		} `json:"Vulnerabilities"`
+	} `json:"Results"`
+}
+
+// parseTrivyReport reads a Trivy JSON report, refusing anything that is not
+// one: a JSON object with SchemaVersion 2, spelt as Trivy spells it. A
+// report of another shape (Gantry's own scan document, an empty object)
+// would list no vulnerability and pass every severity check.
+func parseTrivyReport(b []byte) (*trivyReport, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil || top == nil {
+		return nil, errors.New("scanner.result is not a JSON object (want a Trivy JSON report)")
+	}
+	var schema int
+	if raw, ok := top["SchemaVersion"]; !ok || json.Unmarshal(raw, &schema) != nil || schema != 2 {
+		return nil, errors.New("scanner.result is not a Trivy JSON report (SchemaVersion 2): scan and attest again with `trivy image --format cosign-vuln` or Gantry's pipeline")
+	}
+	var r trivyReport
+	if raw, ok := top["Results"]; ok {
+		if err := json.Unmarshal(raw, &r.Results); err != nil {
+			return nil, fmt.Errorf("scanner.result.Results: %w", err)
+		}
+	}
+	return &r, nil
 }
 
 func checkVuln(pred json.RawMessage, deny []string) error {
@@ -217,14 +243,22 @@ func checkVuln(pred json.RawMessage, deny []string) error {
 	if err := json.Unmarshal(pred, &p); err != nil {
 		return fmt.Errorf("vuln predicate: %w", err)
 	}
+	rep, err := parseTrivyReport(p.Scanner.Result)
+	if err != nil {
+		return fmt.Errorf("vuln predicate: %w", err)
+	}
 	var found []string
 	n := 0
-	for _, r := range p.Scanner.Result.Results {
+	for _, r := range rep.Results {
 		for _, vu := range r.Vulnerabilities {
-			if slices.Contains(deny, strings.ToUpper(vu.Severity)) {
+			sev := strings.ToUpper(vu.Severity)
+			if sev == "" {
+				sev = "UNKNOWN"
+			}
+			if slices.Contains(deny, sev) {
 				n++
 				if len(found) < 5 {
-					found = append(found, fmt.Sprintf("%s %s in %s", vu.Severity, vu.VulnerabilityID, vu.PkgName))
+					found = append(found, fmt.Sprintf("%s %s in %s", sev, vu.VulnerabilityID, vu.PkgName))
 				}
 			}
 		}

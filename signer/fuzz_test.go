@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -58,7 +59,7 @@ func envelopeFor(statement string) []byte {
 // and the predicate checks that read attacker-supplied JSON.
 func FuzzParseStatement(f *testing.F) {
 	f.Add(envelopeFor(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v1","subject":[{"name":"x","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicate":{"buildDefinition":{"externalParameters":{"source":{"repository":"https://github.com/a/b","ref":"refs/heads/main"}}}}}`))
-	f.Add(envelopeFor(`{"_type":"https://in-toto.io/Statement/v1","predicateType":"https://cosign.sigstore.dev/attestation/vuln/v1","predicate":{"scanner":{"result":{"Results":[{"Vulnerabilities":[{"Severity":"CRITICAL"}]}]}}}}`))
+	f.Add(envelopeFor(`{"_type":"https://in-toto.io/Statement/v1","predicateType":"https://cosign.sigstore.dev/attestation/vuln/v1","predicate":{"scanner":{"result":{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"CRITICAL"}]}]}}}}`))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"!!"}`))
 	f.Add([]byte(`[]`))
 	h := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}
@@ -82,5 +83,25 @@ func FuzzParsePolicy(f *testing.F) {
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		_, _ = ParsePolicy(doc, dir)
+	})
+}
+
+// FuzzParseTrivyReport: the vuln check's reader of scanner.result never
+// panics, and accepts only objects that carry SchemaVersion 2.
+func FuzzParseTrivyReport(f *testing.F) {
+	for _, s := range []string{`{"SchemaVersion":2}`, `{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"CRITICAL"}]}]}`,
+		`{"schemaVersion":1,"findings":[]}`, `{}`, `null`, `[]`, `{"SchemaVersion":"2"}`, `{"SchemaVersion":2,"Results":{}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseTrivyReport(b)
+		if err != nil {
+			return
+		}
+		var top map[string]json.RawMessage
+		if json.Unmarshal(b, &top) != nil || string(bytes.TrimSpace(top["SchemaVersion"])) == "" {
+			t.Fatalf("accepted %q without a SchemaVersion", b)
+		}
+		_ = r
 	})
 }

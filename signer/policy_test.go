@@ -80,10 +80,21 @@ func TestPredicateChecks(t *testing.T) {
 		{"provenance without source", AttestationRequirement{Type: "slsaprovenance1", Repo: "https://github.com/a/b"},
 			`{}`, "built from repository \"\""},
 		{"vuln clean", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}},
-			`{"scanner":{"result":{"Results":[{"Vulnerabilities":[{"Severity":"HIGH"}]}]}}}`, ""},
+			`{"scanner":{"result":{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"HIGH"}]}]}}}`, ""},
 		{"vuln lowercase severity", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}},
-			`{"scanner":{"result":{"Results":[{"Vulnerabilities":[{"Severity":"critical","VulnerabilityID":"CVE-1"}]}]}}}`, "CVE-1"},
+			`{"scanner":{"result":{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"critical","VulnerabilityID":"CVE-1"}]}]}}}`, "CVE-1"},
 		{"vuln not JSON object", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}}, `[1]`, "vuln predicate"},
+		// Gantry's own scan document (what the pipeline attested before):
+		// no Trivy Results, so nothing would ever be denied. Refused.
+		{"vuln Gantry document, not a Trivy report", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}},
+			`{"scanner":{"result":{"schemaVersion":1,"findings":[{"id":"CVE-2099-0002","severity":"CRITICAL"}]}}}`, "not a Trivy JSON report"},
+		{"vuln result missing", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}}, `{"scanner":{}}`, "not a JSON object"},
+		{"vuln empty result", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}}, `{"scanner":{"result":{}}}`, "SchemaVersion 2"},
+		{"vuln clean image (no Results)", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}}, `{"scanner":{"result":{"SchemaVersion":2}}}`, ""},
+		{"vuln severity missing counts as UNKNOWN", AttestationRequirement{Type: "vuln", DenySeverities: []string{"UNKNOWN"}},
+			`{"scanner":{"result":{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"VulnerabilityID":"CVE-9"}]}]}}}`, "UNKNOWN CVE-9"},
+		{"vuln ignored findings are not counted", AttestationRequirement{Type: "vuln", DenySeverities: []string{"CRITICAL"}},
+			`{"scanner":{"result":{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"Severity":"LOW"}],"ExperimentalModifiedFindings":[{"Type":"vulnerability","Status":"ignored","Finding":{"Severity":"CRITICAL"}}]}]}}}`, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -76,22 +76,52 @@ func (p Provenance) Predicate() ([]byte, error) {
 	return json.Marshal(pred)
 }
 
-// VulnPredicate wraps a Trivy JSON report in cosign's vuln/v1 predicate for
-// `Attest(ctx, d, "vuln", p)`; a policy's denySeverities reads it.
-func VulnPredicate(trivyReport []byte, trivyVersion string, started, finished time.Time) ([]byte, error) {
-	if !json.Valid(trivyReport) {
-		return nil, fmt.Errorf("vuln predicate: the scan report is not JSON")
+// VulnScan is what a vuln/v1 predicate records about one scan.
+type VulnScan struct {
+	// Report is the scanner's report in Trivy's JSON shape
+	// (scanner.TrivyReport): scanner.result, what denySeverities reads.
+	Report []byte
+	// ScannerVersion is the Trivy version (scanner.uri and version).
+	ScannerVersion string
+	// DBURI and DBVersion name the vulnerability DB (scanner.db).
+	DBURI, DBVersion string
+	// Started and Finished bound the scan (metadata).
+	Started, Finished time.Time
+	// InvocationURI, EventID and BuilderID are cosign's invocation fields:
+	// Gantry puts the run's link, the run id and the builder id there.
+	InvocationURI, EventID, BuilderID string
+	// Parameters is invocation.parameters: Gantry records the gate's
+	// policy and verdict and every ignore entry used (see docs/signer.md).
+	Parameters any
+}
+
+// VulnPredicate renders cosign's vuln/v1 predicate
+// (https://cosign.sigstore.dev/attestation/vuln/v1) for `Attest(ctx, d,
+// "vuln", p)`: {invocation, scanner: {uri, version, db, result}, metadata:
+// {scanStartedOn, scanFinishedOn}}, with the Trivy report as
+// scanner.result. A policy's denySeverities, and cosign's
+// `verify-attestation --type vuln` policies, read
+// scanner.result.Results[].Vulnerabilities[].Severity. The report must be
+// Trivy-shaped (a SchemaVersion): a report of another shape would be
+// attested but never checked.
+func VulnPredicate(s VulnScan) ([]byte, error) {
+	if _, err := parseTrivyReport(s.Report); err != nil {
+		return nil, fmt.Errorf("vuln predicate: %w", err)
+	}
+	if s.Started.IsZero() || s.Finished.IsZero() {
+		return nil, errors.New("vuln predicate: the scan's start and finish times are required")
 	}
 	return json.Marshal(map[string]any{
-		"invocation": map[string]any{"uri": "", "event_id": "", "builder.id": ""},
+		"invocation": map[string]any{"parameters": s.Parameters, "uri": s.InvocationURI, "event_id": s.EventID, "builder.id": s.BuilderID},
 		"scanner": map[string]any{
-			"uri":     "pkg:github/aquasecurity/trivy@" + trivyVersion,
-			"version": trivyVersion,
-			"result":  json.RawMessage(trivyReport),
+			"uri":     "pkg:github/aquasecurity/trivy@" + s.ScannerVersion,
+			"version": s.ScannerVersion,
+			"db":      map[string]string{"uri": s.DBURI, "version": s.DBVersion},
+			"result":  json.RawMessage(s.Report),
 		},
 		"metadata": map[string]string{
-			"scanStartedOn":  started.UTC().Format(time.RFC3339),
-			"scanFinishedOn": finished.UTC().Format(time.RFC3339),
+			"scanStartedOn":  s.Started.UTC().Format(time.RFC3339),
+			"scanFinishedOn": s.Finished.UTC().Format(time.RFC3339),
 		},
 	})
 }

@@ -314,7 +314,7 @@ func TestAttestationRequirements(t *testing.T) {
 		return []byte(`{"buildDefinition":{"buildType":"https://gantry.dev/build/v1","externalParameters":{"source":{"repository":"` + repo + `","ref":"` + ref + `"}}},"runDetails":{"builder":{"id":"x"}}}`)
 	}
 	vuln := func(sev string) []byte {
-		return []byte(`{"invocation":{},"scanner":{"uri":"pkg:github/aquasecurity/trivy@0.74.0","version":"0.74.0","result":{"Results":[{"Target":"img","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-0001","PkgName":"openssl","Severity":"` + sev + `"}]}]}},"metadata":{"scanStartedOn":"2026-01-01T00:00:00Z","scanFinishedOn":"2026-01-01T00:00:01Z"}}`)
+		return []byte(`{"invocation":{},"scanner":{"uri":"pkg:github/aquasecurity/trivy@0.74.0","version":"0.74.0","result":{"SchemaVersion":2,"Results":[{"Target":"img","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-0001","PkgName":"openssl","Severity":"` + sev + `"}]}]}},"metadata":{"scanStartedOn":"2026-01-01T00:00:00Z","scanFinishedOn":"2026-01-01T00:00:01Z"}}`)
 	}
 	sbom := []byte(`{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}`)
 	policy := "identities:\n  - {name: k, key: k.pub}\nattestations:\n" +
@@ -415,7 +415,8 @@ func TestPredicateHelpers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vuln, err := VulnPredicate([]byte(`{"Results":[{"Target":"x","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-0001","PkgName":"openssl","Severity":"CRITICAL"}]}]}`), "0.74.0", time.Now(), time.Now())
+	vuln, err := VulnPredicate(VulnScan{Report: []byte(`{"SchemaVersion":2,"Results":[{"Target":"x","Vulnerabilities":[{"VulnerabilityID":"CVE-2099-0001","PkgName":"openssl","Severity":"CRITICAL"}]}]}`),
+		ScannerVersion: "0.74.0", Started: time.Now(), Finished: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

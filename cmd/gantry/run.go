@@ -223,6 +223,9 @@ func writeRunText(w io.Writer, run *pipelines.Run, fns []pstages.FunctionResult)
 			}
 			fmt.Fprintf(w, "  %-8s %s %s %s (%s)\n", fd.Severity, fd.ID, fd.Package, fd.Installed, fix)
 		}
+		for _, ig := range f.Ignores {
+			fmt.Fprintf(w, "  ignored  %s by %s until %s (%s): %s\n", ig.ID, ig.Source, ig.Expires, ig.Reason, strings.Join(ig.Findings, "; "))
+		}
 	}
 }
 

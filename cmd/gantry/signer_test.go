@@ -55,7 +55,7 @@ func TestSignAttestVerifyCLI(t *testing.T) {
 	strict := filepath.Join(dir, "strict.yaml")
 	signerMust(t, os.WriteFile(strict, []byte("identities:\n  - {name: release, key: cosign.pub}\nattestations:\n  - {type: vuln, denySeverities: [CRITICAL]}\n"), 0o600))
 	pred := filepath.Join(dir, "vuln.json")
-	signerMust(t, os.WriteFile(pred, []byte(`{"scanner":{"uri":"pkg:github/aquasecurity/trivy","version":"0.74.0","result":{"Results":[]}},"metadata":{"scanStartedOn":"2026-01-01T00:00:00Z","scanFinishedOn":"2026-01-01T00:00:01Z"}}`), 0o600))
+	signerMust(t, os.WriteFile(pred, []byte(`{"scanner":{"uri":"pkg:github/aquasecurity/trivy","version":"0.74.0","result":{"SchemaVersion":2,"Results":[]}},"metadata":{"scanStartedOn":"2026-01-01T00:00:00Z","scanFinishedOn":"2026-01-01T00:00:01Z"}}`), 0o600))
 
 	env := []string{"GANTRY_REGISTRY_INSECURE=" + e.Registry, "COSIGN_PASSWORD=pw"}
 	repo := fmt.Sprintf("%s/signer-cli/%d", e.Registry, time.Now().UnixNano())

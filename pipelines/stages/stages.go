@@ -70,6 +70,10 @@ const OutputState = "pipeline"
 // by digest ("image.hello": "registry/fn/hello@sha256:…").
 const OutputImagePrefix = "image."
 
+// OutputIgnoresPrefix prefixes the run outputs listing, as JSON, the
+// ignore entries the scan gate used for each function ("ignores.hello").
+const OutputIgnoresPrefix = "ignores."
+
 // OutputNotifications is the run output key holding the notify deliveries.
 const OutputNotifications = "notifications"
 
@@ -213,6 +217,8 @@ type fnState struct {
 	Stages      []notify.Stage    `json:"stages,omitempty"`
 	Deployed    []string          `json:"deployed,omitempty"`
 	Extra       map[string]string `json:"extra,omitempty"`
+	// Ignores are the ignore entries the scan gate used (also attested).
+	Ignores []notify.Ignore `json:"ignores,omitempty"`
 }
 
 func (f *fnState) alive() bool { return f.FailedStage == "" }
@@ -248,6 +254,13 @@ func (st *state) outputs() (map[string]string, error) {
 		if f.Image != "" {
 			out[OutputImagePrefix+f.Spec.Name] = f.Image
 		}
+		if len(f.Ignores) > 0 {
+			b, err := json.Marshal(f.Ignores)
+			if err != nil {
+				return nil, err
+			}
+			out[OutputIgnoresPrefix+f.Spec.Name] = string(b)
+		}
 	}
 	return out, nil
 }
@@ -262,7 +275,8 @@ func State(run pipelines.Run) ([]FunctionResult, error) {
 	out := make([]FunctionResult, 0, len(st.Functions))
 	for _, f := range st.Functions {
 		out = append(out, FunctionResult{Name: f.Spec.Name, Dockerfile: f.dockerfile(), Image: f.Image,
-			FailedStage: f.FailedStage, Reason: f.Reason, Findings: f.Findings, Stages: f.Stages, Deployed: f.Deployed})
+			FailedStage: f.FailedStage, Reason: f.Reason, Findings: f.Findings, Stages: f.Stages, Deployed: f.Deployed,
+			Ignores: f.Ignores})
 	}
 	return out, nil
 }
@@ -277,6 +291,7 @@ type FunctionResult struct {
 	Findings    []notify.Finding `json:"findings,omitempty"`
 	Stages      []notify.Stage   `json:"stages,omitempty"`
 	Deployed    []string         `json:"deployed,omitempty"`
+	Ignores     []notify.Ignore  `json:"ignores,omitempty"`
 }
 
 // checkoutDir is where the run's commit is checked out.
@@ -590,7 +605,7 @@ func (p *Pipeline) notifyRun(run pipelines.Run, st *state, v notify.Verdict) not
 			fv = notify.VerdictSuccess
 		}
 		nr.Functions = append(nr.Functions, notify.Function{Name: f.Spec.Name, Verdict: fv, Image: f.Image,
-			Reason: reasonLine(f), Dockerfile: f.dockerfile(), Stages: f.Stages, Findings: f.Findings})
+			Reason: reasonLine(f), Dockerfile: f.dockerfile(), Stages: f.Stages, Findings: f.Findings, Ignores: f.Ignores})
 	}
 	return nr
 }

@@ -127,12 +127,25 @@ func (p *Pipeline) gatePolicy(st *state) (gate.Policy, error) {
 		if err != nil {
 			return pol, err
 		}
+		for i := range ig {
+			ig[i].Source = "server (scanner.ignoreFile)"
+		}
 		pol.Ignores = append(pol.Ignores, ig...)
 	}
 	if len(st.RepoIgnores) > 0 {
 		ig, err := gate.ParseIgnores(st.RepoIgnores)
 		if err != nil {
 			return pol, pipelines.Fail("repository scan ignore file %s: %v", o.IgnoreFile, err)
+		}
+		// The repository is a tenant: how far its own waivers may go is
+		// the server's policy (scanner.repoIgnores).
+		ri := c.RepoIgnores
+		rp := gate.RepoPolicy{Allowed: ri.Allowed, MaxExpiryDays: ri.MaxExpiryDays, AllowPackageWildcards: ri.AllowPackageWildcards}
+		if err := rp.CheckRepoIgnores(o.IgnoreFile, ig, p.d.Now()); err != nil {
+			return pol, pipelines.Fail("repository scan ignore file refused: %v", err)
+		}
+		for i := range ig {
+			ig[i].Source = "repository (" + o.IgnoreFile + ")"
 		}
 		pol.Ignores = append(pol.Ignores, ig...)
 	}
@@ -148,7 +161,6 @@ func (p *Pipeline) scan(ctx context.Context, run pipelines.Run, st *state, f *fn
 	if err != nil {
 		return err
 	}
-	_ = art
 	if err := report.WriteTable(log, res.Report, v); err != nil {
 		return err
 	}
@@ -169,6 +181,14 @@ func (p *Pipeline) scan(ctx context.Context, run pipelines.Run, st *state, f *fn
 	p.report(run, f, "scan.sarif", ghSARIF, log)
 	p.report(run, f, "sbom.cdx.json", art.sbom, log)
 	p.report(run, f, "scan.md", []byte(report.Markdown(res.Report, v, report.DefaultMarkdownLimit)), nil)
+	// Every waiver is on the record: the stage log, the run's state (and
+	// so the notification) and the vuln attestation.
+	f.Ignores = f.Ignores[:0]
+	for _, u := range report.UsedIgnores(res.Report, v) {
+		fmt.Fprintf(log, "ignore used: %s\n", u)
+		f.Ignores = append(f.Ignores, notify.Ignore{ID: u.ID, Package: u.Package, Reason: u.Reason, Expires: u.Expires,
+			Source: u.Source, Line: u.Line, Findings: u.Findings})
+	}
 	if !v.Pass {
 		f.Findings = failingFindings(res.Report, v)
 		return pipelines.Fail("scan gate: %s", v.Summary)
@@ -189,14 +209,11 @@ func (p *Pipeline) scanImage(ctx context.Context, run pipelines.Run, f *fnState,
 	}
 	finished := p.d.Now().UTC()
 	v := gate.Evaluate(res.Report, pol)
-	var js, sbom bytes.Buffer
-	if err := report.WriteJSON(&js, res.Report, v); err != nil {
-		return nil, nil, nil, err
-	}
-	vuln, err := signer.VulnPredicate(js.Bytes(), scanner.TrivyVersion(), started, finished)
+	vuln, err := p.vulnPredicate(run, res, v, started, finished)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	var sbom bytes.Buffer
 	if err := res.WriteCycloneDX(ctx, &sbom); err != nil {
 		return nil, nil, nil, fmt.Errorf("SBOM: %w", err)
 	}
@@ -205,6 +222,44 @@ func (p *Pipeline) scanImage(ctx context.Context, run pipelines.Run, f *fnState,
 	p.scans[run.ID+"/"+f.Spec.Name] = art
 	p.mu.Unlock()
 	return art, res, v, nil
+}
+
+// vulnParameters is what Gantry records as the vuln attestation's
+// invocation.parameters: the gate it ran and every ignore it used, so that
+// an admission policy (or a person) can see what was waived and by whom.
+type vulnParameters struct {
+	Gate    vulnGate           `json:"gate"`
+	Ignores []report.IgnoreUse `json:"ignores"`
+}
+
+type vulnGate struct {
+	Severities []string `json:"severities"`
+	OnlyFixed  bool     `json:"onlyFixed"`
+	Pass       bool     `json:"pass"`
+	Summary    string   `json:"summary"`
+}
+
+// vulnPredicate is the cosign vuln/v1 predicate of one scan: Trivy's report
+// (ignored findings moved aside, as Trivy does) and the gate's record.
+func (p *Pipeline) vulnPredicate(run pipelines.Run, res *scanner.Result, v *report.Verdict, started, finished time.Time) ([]byte, error) {
+	tr, err := res.TrivyReport(v)
+	if err != nil {
+		return nil, err
+	}
+	params := vulnParameters{Gate: vulnGate{Severities: v.Policy.Severities, OnlyFixed: v.Policy.OnlyFixed, Pass: v.Pass, Summary: v.Summary},
+		Ignores: report.UsedIgnores(res.Report, v)}
+	if params.Ignores == nil {
+		params.Ignores = []report.IgnoreUse{}
+	}
+	scan := signer.VulnScan{Report: tr, ScannerVersion: res.Report.Scanner.Version, DBURI: res.Report.DB.Repository,
+		Started: started, Finished: finished, EventID: run.ID, BuilderID: p.d.Config.Pipeline.BuilderID, Parameters: params}
+	if !res.Report.DB.UpdatedAt.IsZero() {
+		scan.DBVersion = res.Report.DB.UpdatedAt.UTC().Format(time.RFC3339)
+	}
+	if p.d.RunURL != nil {
+		scan.InvocationURI = p.d.RunURL(run.ID)
+	}
+	return signer.VulnPredicate(scan)
 }
 
 func failingFindings(r *report.Report, v *report.Verdict) []notify.Finding {

@@ -160,7 +160,7 @@ func matches(ig Ignore, f report.Finding) bool {
 }
 
 func ref(ig Ignore) *report.IgnoreRef {
-	return &report.IgnoreRef{ID: ig.ID, Package: ig.Package, Reason: ig.Reason, Expires: ig.ExpiresString()}
+	return &report.IgnoreRef{ID: ig.ID, Package: ig.Package, Reason: ig.Reason, Expires: ig.ExpiresString(), Source: ig.Source, Line: ig.Line}
 }
 
 func normalise(in []string) []string {

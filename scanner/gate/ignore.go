@@ -29,6 +29,9 @@ type Ignore struct {
 	Expires time.Time
 	// Line is where the entry starts in its file, for messages.
 	Line int
+	// Source names the file's owner for reports: "server
+	// (scanner.ignoreFile FILE)" or "repository (FILE)". Set by the caller.
+	Source string
 }
 
 // PackageOnly reports whether the entry covers a whole package.

@@ -174,4 +174,9 @@ type IgnoreRef struct {
 	Package string `json:"package,omitempty"`
 	Reason  string `json:"reason"`
 	Expires string `json:"expires"`
+	// Source says whose file the entry is in: "server" (scanner.ignoreFile)
+	// or "repository" (the repository's scan.ignoreFile), with its path.
+	Source string `json:"source,omitempty"`
+	// Line is where the entry starts in its file.
+	Line int `json:"line,omitempty"`
 }
