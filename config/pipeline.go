@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // Pipeline configures how a run's stages execute (pipelines/stages): the
@@ -64,4 +65,18 @@ func (p *Pipeline) Validate() error {
 		return fmt.Errorf("pipeline.builderID %q must be an absolute URI", p.BuilderID)
 	}
 	return nil
+}
+
+// Mirror returns the URL pipeline.mirrors names for repo (owner/name,
+// compared without regard to case, as GitHub and the allow-list do), or "".
+func (p *Pipeline) Mirror(repo string) string {
+	if m, ok := p.Mirrors[repo]; ok {
+		return m
+	}
+	for k, m := range p.Mirrors {
+		if strings.EqualFold(k, repo) {
+			return m
+		}
+	}
+	return ""
 }

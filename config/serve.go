@@ -75,6 +75,10 @@ type Webhooks struct {
 	// repository; a push beyond it is refused with 503 (GitHub can
 	// redeliver it) and counted. 0: no bound.
 	MaxQueuedPerRepo int `yaml:"maxQueuedPerRepo"`
+	// GitHubHost is the host of the only clone URLs workers fetch:
+	// https://<githubHost>/<owner>/<name>[.git] of an allowed repository
+	// (default github.com; a GitHub Enterprise host otherwise).
+	GitHubHost string `yaml:"githubHost"`
 }
 
 // WebhookRepo allows pushes of one repository.
@@ -89,7 +93,7 @@ type WebhookRepo struct {
 
 // DefaultWebhooks returns the receiver defaults.
 func DefaultWebhooks() Webhooks {
-	return Webhooks{EnqueueTimeout: 5 * time.Second, MaxQueuedPerRepo: 50}
+	return Webhooks{EnqueueTimeout: 5 * time.Second, MaxQueuedPerRepo: 50, GitHubHost: "github.com"}
 }
 
 // Validate checks repo names and patterns.
@@ -99,6 +103,9 @@ func (w *Webhooks) Validate() error {
 	}
 	if w.MaxQueuedPerRepo < 0 {
 		return fmt.Errorf("webhooks.maxQueuedPerRepo must be 0 (no bound) or more, got %d", w.MaxQueuedPerRepo)
+	}
+	if h := w.GitHubHost; h == "" || strings.ContainsAny(h, "/:@?#") {
+		return fmt.Errorf("webhooks.githubHost %q: want a host name such as github.com", h)
 	}
 	seen := map[string]bool{}
 	for i := range w.Repos {
@@ -168,6 +175,13 @@ type Queue struct {
 	// the other's, by git ancestry, decided at checkout) of the same repo
 	// and ref cancels the older run if it is still queued or running.
 	CancelSuperseded bool `yaml:"cancelSuperseded"`
+	// SealKeyFile is the receiver's Ed25519 private key (PEM, PKCS #8)
+	// sealing every run it queues. Empty: gantry serve keeps one in
+	// DataDir (seal.key, with seal.pub beside it for workers).
+	SealKeyFile string `yaml:"sealKeyFile"`
+	// SealPublicKeyFiles are the public keys (PEM) workers verify seals
+	// with; several for rotation. Required by gantry worker.
+	SealPublicKeyFiles []string `yaml:"sealPublicKeyFiles"`
 }
 
 // DefaultQueue returns the queue defaults.

@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -76,7 +77,12 @@ func newRig(t *testing.T) *rig {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{DataDir: filepath.Join(dir, "data")}})
+	_, sealKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer := pipelines.NewSealer(sealKey)
+	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{DataDir: filepath.Join(dir, "data")}, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +116,9 @@ func newRig(t *testing.T) *rig {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = q.Work(wctx, pipelines.WorkerOptions{Concurrency: 2, Stages: []pipelines.Stage{
+		_ = q.Work(wctx, pipelines.WorkerOptions{Concurrency: 2, Origin: &pipelines.OriginPolicy{
+			Keys: []ed25519.PublicKey{sealer.Public()}, Allowed: func(string, string) string { return "" },
+		}, Stages: []pipelines.Stage{
 			&gate{name: "lint", line: "lint: Dockerfile OK (0 findings)", release: r.releaseLint},
 			&gate{name: "build", line: "build: solving dockerfile.v0"},
 		}})
@@ -333,7 +341,7 @@ func TestBrowser(t *testing.T) {
 		if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("cross-origin login: %v %v", resp, err)
 		}
-		e2, err := r.queue.Enqueue(ctx, pipelines.Request{DeliveryID: "ui2-" + t.Name(), Repo: "acme/other",
+		e2, err := r.queue.Enqueue(ctx, pipelines.Request{DeliveryID: "ui2-" + t.Name(), Repo: "acme/other", CloneURL: "https://github.com/acme/other.git",
 			Ref: "refs/heads/main", Commit: strings.Repeat("d", 40)})
 		if err != nil {
 			t.Fatal(err)

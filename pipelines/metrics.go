@@ -12,6 +12,7 @@ type metrics struct {
 	finished      *prometheus.CounterVec
 	stageDuration *prometheus.HistogramVec
 	inFlight      prometheus.Gauge
+	rejected      *prometheus.CounterVec
 }
 
 func newMetrics(q *Queue, reg prometheus.Registerer) *metrics {
@@ -30,6 +31,9 @@ func newMetrics(q *Queue, reg prometheus.Registerer) *metrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gantry_runs_in_flight", Help: "Runs this process's workers are executing.",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gantry_runs_rejected_total", Help: "Run records workers refused to execute (bad or missing seal, not allowed, foreign clone URL), by check.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
 		depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -44,7 +48,7 @@ func newMetrics(q *Queue, reg prometheus.Registerer) *metrics {
 			}
 			return float64(n)
 		})
-		reg.MustRegister(m.enqueued, m.finished, m.stageDuration, m.inFlight, depth)
+		reg.MustRegister(m.enqueued, m.finished, m.stageDuration, m.inFlight, m.rejected, depth)
 	}
 	return m
 }

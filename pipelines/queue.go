@@ -59,6 +59,9 @@ type Options struct {
 	CancelSuperseded bool
 	// Registerer receives the queue's Prometheus metrics; nil: none.
 	Registerer prometheus.Registerer
+	// Sealer seals every run Enqueue stores (the receiver's key). Without
+	// it runs are stored unsealed, and no worker executes them.
+	Sealer *Sealer
 }
 
 // Queue is the durable run queue and the run store.
@@ -296,6 +299,9 @@ func (q *Queue) Enqueue(ctx context.Context, req Request) (Enqueued, error) {
 		ID: id, Repo: req.Repo, CloneURL: req.CloneURL, Ref: req.Ref, Commit: req.Commit,
 		Pusher: req.Pusher, Title: req.Title, DeliveryID: req.DeliveryID,
 		State: StateQueued, CreatedAt: now, Stages: []StageStatus{},
+	}
+	if q.opts.Sealer != nil {
+		q.opts.Sealer.seal(&run)
 	}
 	b, err := json.Marshal(run)
 	if err != nil {

@@ -2,6 +2,7 @@ package pipelines_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,7 @@ func open(t *testing.T, b backend, dir string, mod func(*pipelines.Options)) *pi
 	o.AckWait = 2 * time.Second
 	o.MaxDeliver = 3
 	o.CancelSuperseded = true
+	o.Sealer = testSealer
 	if mod != nil {
 		mod(&o)
 	}
@@ -86,6 +88,9 @@ func work(t *testing.T, q *pipelines.Queue, opts pipelines.WorkerOptions) (stop 
 	if opts.RetryDelay == 0 {
 		opts.RetryDelay = 50 * time.Millisecond
 	}
+	if opts.Origin == nil {
+		opts.Origin = testOrigin
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -101,6 +106,14 @@ func work(t *testing.T, q *pipelines.Queue, opts pipelines.WorkerOptions) (stop 
 }
 
 var deliveries atomic.Int64
+
+// testSealer seals the runs of these tests; testOrigin lets workers
+// execute them (every repo allowed, clone URLs on github.com).
+var (
+	testKey    = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	testSealer = pipelines.NewSealer(testKey)
+	testOrigin = &pipelines.OriginPolicy{Keys: []ed25519.PublicKey{testSealer.Public()}, Allowed: func(string, string) string { return "" }}
+)
 
 func request(repo, ref string) pipelines.Request {
 	n := deliveries.Add(1)

@@ -112,6 +112,9 @@ type Run struct {
 	// heartbeats. A second delivery of the run (at-least-once) waits for
 	// the lease to end instead of executing the run concurrently.
 	Lease *Lease `json:"lease,omitempty"`
+	// Seal is the receiver's signature over the origin fields (see
+	// seal.go); workers execute only runs whose seal verifies.
+	Seal *Seal `json:"seal,omitempty"`
 }
 
 // Lease marks a run as being executed by one worker until Until.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/audit"
 )
 
 // WorkerOptions configure Work.
@@ -22,6 +24,11 @@ type WorkerOptions struct {
 	// RetryDelay is the pause before a run whose stage hit a transient
 	// error is handed out again.
 	RetryDelay time.Duration
+	// Origin is checked on every delivery before any stage runs; a run
+	// that fails it is not executed (required).
+	Origin *OriginPolicy
+	// Audit receives a record of every run the worker rejects; nil: none.
+	Audit *audit.Recorder
 }
 
 // errRunCancelled is the cancel cause when the run was cancelled, as
@@ -40,6 +47,9 @@ func (q *Queue) Work(ctx context.Context, opts WorkerOptions) error {
 	}
 	if opts.RetryDelay <= 0 {
 		opts.RetryDelay = 10 * time.Second
+	}
+	if err := opts.Origin.validate(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, s := range opts.Stages {
@@ -126,9 +136,16 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 	now := time.Now().UTC()
 	holder := NewRunID(now) // unique per delivery handled
 	var leasedUntil time.Time
+	var rejected *rejection
+	var rejectedRun Run
 	run, err := q.update(ctx, m.RunID, func(r *Run) error {
 		if r.State.Final() {
 			return errNoChange
+		}
+		// The record leased is the record checked (compare-and-set).
+		if rejected = opts.Origin.check(r); rejected != nil {
+			rejectedRun = *r
+			return errRejected
 		}
 		if r.Lease != nil && now.Before(r.Lease.Until) {
 			leasedUntil = r.Lease.Until
@@ -149,6 +166,10 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		return nil
 	})
 	switch {
+	case errors.Is(err, errRejected):
+		q.reject(ctx, m.RunID, &rejectedRun, rejected, opts.Audit)
+		q.deadLetter(ctx, msg, m.RunID, "rejected, not executed: "+rejected.detail)
+		return
 	case errors.Is(err, errLeased):
 		// Another delivery of this run is being executed (or its worker
 		// died moments ago): come back when the lease ends.
@@ -223,6 +244,7 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 // passed, failed (a verdict), cancelled, or error (retry), with the stage
 // that decided it.
 func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages []Stage, log *slog.Logger) (State, string, error) {
+	checked := *run // its origin passed the worker's check
 	for _, st := range stages {
 		name := st.Name()
 		if s := run.Stage(name); s != nil && s.State == StatePassed {
@@ -249,6 +271,11 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 		}
 		if err != nil {
 			return StateError, name, err
+		}
+		if !sameOrigin(r, &checked) {
+			// Rewritten since it was checked: the next delivery checks
+			// the seal again (and rejects the record).
+			return StateError, name, errOriginChanged
 		}
 		run = r
 		var buf boundedBuffer
@@ -476,6 +503,7 @@ func (q *Queue) heartbeat(ctx context.Context, msg jetstream.Msg, id, holder str
 var (
 	errLeased    = errors.New("run leased by another worker")
 	errLeaseLost = errors.New("run lease lost")
+	errRejected  = errors.New("run rejected")
 )
 
 func (r *Run) heldBy(holder string) bool { return r.Lease != nil && r.Lease.Holder == holder }

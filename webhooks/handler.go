@@ -247,19 +247,8 @@ func (h *Handler) decide(p *pushEvent) (pipelines.Request, string) {
 	if p.Deleted || isZeroSHA(p.After) {
 		return pipelines.Request{}, fmt.Sprintf("%s was deleted: nothing to build", p.Ref)
 	}
-	switch {
-	case strings.HasPrefix(p.Ref, "refs/heads/"):
-		branch := strings.TrimPrefix(p.Ref, "refs/heads/")
-		if !matchAny(repo.Branches, branch) {
-			return pipelines.Request{}, fmt.Sprintf("branch %s is not configured for %s (branches: %s)", branch, repo.Name, strings.Join(repo.Branches, ", "))
-		}
-	case strings.HasPrefix(p.Ref, "refs/tags/"):
-		tag := strings.TrimPrefix(p.Ref, "refs/tags/")
-		if !matchAny(repo.Tags, tag) {
-			return pipelines.Request{}, fmt.Sprintf("tag pushes (%s) are not configured for %s", tag, repo.Name)
-		}
-	default:
-		return pipelines.Request{}, fmt.Sprintf("ref %s is neither a branch nor a tag", p.Ref)
+	if why := repo.refReason(p.Ref); why != "" {
+		return pipelines.Request{}, why
 	}
 	title := ""
 	if p.HeadCommit != nil {

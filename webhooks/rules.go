@@ -65,3 +65,47 @@ func hasSkipMarker(msg string) (string, bool) {
 	}
 	return "", false
 }
+
+// refReason says why a push of ref does not start a run of r ("" if it does).
+func (r Repo) refReason(ref string) string {
+	switch {
+	case strings.HasPrefix(ref, "refs/heads/"):
+		branch := strings.TrimPrefix(ref, "refs/heads/")
+		if !matchAny(r.Branches, branch) {
+			return fmt.Sprintf("branch %s is not configured for %s (branches: %s)", branch, r.Name, strings.Join(r.Branches, ", "))
+		}
+	case strings.HasPrefix(ref, "refs/tags/"):
+		tag := strings.TrimPrefix(ref, "refs/tags/")
+		if !matchAny(r.Tags, tag) {
+			return fmt.Sprintf("tag pushes (%s) are not configured for %s", tag, r.Name)
+		}
+	default:
+		return fmt.Sprintf("ref %s is neither a branch nor a tag", ref)
+	}
+	return ""
+}
+
+// AllowList is the receiver's allow-list (webhooks.repos) for a worker to
+// re-check runs with, by the same rules the receiver applies to pushes.
+type AllowList map[string]Repo
+
+// NewAllowList validates repos and indexes them by lower-cased name.
+func NewAllowList(repos []Repo) (AllowList, error) {
+	a := AllowList{}
+	for _, r := range repos {
+		if err := r.Validate(); err != nil {
+			return nil, err
+		}
+		a[strings.ToLower(r.Name)] = r
+	}
+	return a, nil
+}
+
+// Check says why a run of repo's ref is not allowed ("" if it is).
+func (a AllowList) Check(repo, ref string) string {
+	r, ok := a[strings.ToLower(repo)]
+	if !ok {
+		return fmt.Sprintf("repository %s is not configured (webhooks.repos)", repo)
+	}
+	return r.refReason(ref)
+}

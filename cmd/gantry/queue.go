@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/pipelines"
 )
 
@@ -53,7 +54,7 @@ func withConfigFlags(a *app, keys map[string]string) func(*cobra.Command, []stri
 type appKey struct{}
 
 // openQueue opens the run queue as configured.
-func openQueue(ctx context.Context, a *app, reg prometheus.Registerer) (*pipelines.Queue, error) {
+func openQueue(ctx context.Context, a *app, reg prometheus.Registerer, sealer *pipelines.Sealer) (*pipelines.Queue, error) {
 	c := a.cfg.Queue
 	return pipelines.Open(ctx, pipelines.Options{
 		Connection: pipelines.Connection{
@@ -64,7 +65,7 @@ func openQueue(ctx context.Context, a *app, reg prometheus.Registerer) (*pipelin
 		},
 		Replicas: c.Replicas, DeliveryTTL: c.DeliveryTTL, RunRetention: c.RunRetention,
 		AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, CancelSuperseded: c.CancelSuperseded,
-		Registerer: reg,
+		Registerer: reg, Sealer: sealer,
 	})
 }
 
@@ -108,6 +109,7 @@ func stages(cmd *cobra.Command) ([]pipelines.Stage, error) {
 	return p.Stages(), nil
 }
 
-func workerOptions(a *app, st []pipelines.Stage) pipelines.WorkerOptions {
-	return pipelines.WorkerOptions{Concurrency: a.cfg.Queue.Workers, Stages: st, RetryDelay: a.cfg.Queue.RetryDelay}
+func workerOptions(a *app, st []pipelines.Stage, origin *pipelines.OriginPolicy, rec *audit.Recorder) pipelines.WorkerOptions {
+	return pipelines.WorkerOptions{Concurrency: a.cfg.Queue.Workers, Stages: st, RetryDelay: a.cfg.Queue.RetryDelay,
+		Origin: origin, Audit: rec}
 }

@@ -78,7 +78,17 @@ func serve(cmd *cobra.Command, a *app) error {
 		return err
 	}
 
-	q, err := openQueue(ctx, a, reg)
+	sealer, err := runSealer(a)
+	if err != nil {
+		return err
+	}
+	var origin *pipelines.OriginPolicy
+	if cfg.Server.RunWorkers {
+		if origin, err = originPolicy(a, sealer); err != nil {
+			return err
+		}
+	}
+	q, err := openQueue(ctx, a, reg, sealer)
 	if err != nil {
 		return err
 	}
@@ -131,7 +141,7 @@ func serve(cmd *cobra.Command, a *app) error {
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	workersDone := make(chan error, 1)
 	if cfg.Server.RunWorkers {
-		go func() { workersDone <- q.Work(wctx, workerOptions(a, st)) }()
+		go func() { workersDone <- q.Work(wctx, workerOptions(a, st, origin, acc.audit)) }()
 	} else {
 		// Receiver only (least privilege): `gantry worker` runs the stages.
 		a.log.Info("no workers in this process (server.runWorkers: false)")

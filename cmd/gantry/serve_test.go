@@ -456,14 +456,15 @@ func TestWorkerProcessExecutesQueuedRuns(t *testing.T) {
 	calls := filepath.Join(dir, "calls")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: url}})
+	sealer, cfg := sealedWorkerConfig(t, dir)
+	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: url}, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
 	var ids []string
 	for i := range 5 {
-		e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: fmt.Sprintf("worker-%d", i), Repo: "acme/app",
+		e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: fmt.Sprintf("worker-%d", i), Repo: "acme/app", CloneURL: "https://github.com/acme/app.git",
 			Ref: fmt.Sprintf("refs/heads/b%d", i), Commit: fmt.Sprintf("%040x", i+1)})
 		if err != nil {
 			t.Fatal(err)
@@ -471,7 +472,7 @@ func TestWorkerProcessExecutesQueuedRuns(t *testing.T) {
 		ids = append(ids, e.RunID)
 	}
 	p := startGantryUntil(t, regexp.MustCompile(`msg="worker started"`), filepath.Join(dir, "worker.log"),
-		"worker", "--nats-url", url, "--workers", "2", "--test-stages", "record:"+calls+":2:10ms")
+		"worker", "--config", cfg, "--nats-url", url, "--workers", "2", "--test-stages", "record:"+calls+":2:10ms")
 	for _, id := range ids {
 		deadline := time.Now().Add(60 * time.Second)
 		for {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/server"
 )
 
@@ -59,15 +60,25 @@ func worker(cmd *cobra.Command, a *app) error {
 		opts = listenerOptions(a, tlsConf)
 		opts.Gatherer = reg
 	}
+	origin, err := originPolicy(a, nil)
+	if err != nil {
+		return err
+	}
 	st, err := stages(cmd)
 	if err != nil {
 		return err
 	}
-	q, err := openQueue(ctx, a, reg)
+	q, err := openQueue(ctx, a, reg, nil)
 	if err != nil {
 		return err
 	}
 	defer q.Close()
+	sink, closeSink, err := openAuditSink(ctx, a, q.JetStream())
+	if err != nil {
+		return err
+	}
+	defer closeSink()
+	rec := &audit.Recorder{Sink: sink, Log: a.log}
 
 	// The listener outlives the workers: it keeps answering /healthz while
 	// SIGTERM hands running runs back, so a liveness probe does not kill a
@@ -95,7 +106,7 @@ func worker(cmd *cobra.Command, a *app) error {
 		}()
 	}
 	a.log.Info("worker started", "concurrency", a.cfg.Queue.Workers, "stages", len(st), "listen", listen)
-	err = q.Work(wctx, workerOptions(a, st))
+	err = q.Work(wctx, workerOptions(a, st, origin, rec))
 	stopServer()
 	if serr := <-serverDone; serr != nil && err == nil {
 		err = serr

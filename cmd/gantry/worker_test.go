@@ -61,11 +61,13 @@ func TestWorkerListener(t *testing.T) {
 			// metrics have something to count.
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: ns.URL}})
+			sealer, cfg := sealedWorkerConfig(t, dir)
+			args = append(args, "--config", cfg)
+			q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: ns.URL}, Sealer: sealer})
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: "listener-" + mode, Repo: "acme/app",
+			e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: "listener-" + mode, Repo: "acme/app", CloneURL: "https://github.com/acme/app.git",
 				Ref: "refs/heads/main", Commit: fmt.Sprintf("%040x", 1)})
 			if err != nil {
 				t.Fatal(err)
@@ -163,19 +165,20 @@ func TestWorkerWithoutListenOpensNoPort(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: ns.URL}})
+	sealer, cfg := sealedWorkerConfig(t, dir)
+	q, err := pipelines.Open(ctx, pipelines.Options{Connection: pipelines.Connection{URL: ns.URL}, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: "no-listener", Repo: "acme/app",
+	e, err := q.Enqueue(ctx, pipelines.Request{DeliveryID: "no-listener", Repo: "acme/app", CloneURL: "https://github.com/acme/app.git",
 		Ref: "refs/heads/main", Commit: fmt.Sprintf("%040x", 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// TLS flags alone do not open a listener either.
 	p := startGantryUntil(t, regexp.MustCompile(`msg="worker started"`), filepath.Join(dir, "worker.log"),
-		"worker", "--nats-url", ns.URL, "--insecure-http", "--test-stages", "record:"+filepath.Join(dir, "calls")+":1:0s")
+		"worker", "--config", cfg, "--nats-url", ns.URL, "--insecure-http", "--test-stages", "record:"+filepath.Join(dir, "calls")+":1:0s")
 	waitRunFinal(ctx, t, q, e.RunID, p)
 	if got := listeningTCP(t, p.cmd.Process.Pid); len(got) != 0 {
 		t.Errorf("gantry worker without worker.listen listens on %v", got)

@@ -283,6 +283,7 @@ func TestPipelineRefusesMissingSecrets(t *testing.T) {
 		"no TLS secret":     {"pipeline": map[string]any{"secrets": map[string]any{"tls": ""}}},
 		"no webhook secret": {"pipeline": map[string]any{"secrets": map[string]any{"webhook": ""}}},
 		"no NATS":           {"pipeline": map[string]any{"natsURL": ""}},
+		"no seal key":       {"pipeline": map[string]any{"secrets": map[string]any{"sealKey": ""}}},
 	} {
 		if _, err := Render(filepath.Join(r, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, vals); err == nil {
 			t.Errorf("%s: rendered", name)
@@ -466,5 +467,45 @@ func TestWorkerListener(t *testing.T) {
 				t.Errorf("worker ingress %v, want 8443 from namespace %s only", ingress, tc.ingressNS)
 			}
 		})
+	}
+}
+
+// TestSealKeyMounts: the receiver gets the seal's private key only, the
+// workers its public key only, at the paths the shared config names.
+func TestSealKeyMounts(t *testing.T) {
+	docs := renderAll(t, Release{Name: "gantry", Namespace: "gantry-system"}, "fn-a")
+	want := map[string]string{"gantry-receiver": "seal.key", "gantry-worker": "seal.pub"}
+	for _, d := range byKind(t, docs, "Deployment") {
+		name := str(d, "metadata", "name")
+		item, ok := want[name]
+		if !ok {
+			continue
+		}
+		delete(want, name)
+		var items []string
+		for _, v := range get(d, "spec", "template", "spec", "volumes").([]any) {
+			if str(v, "name") == "seal" {
+				for _, it := range get(v, "secret", "items").([]any) {
+					items = append(items, str(it, "key")+"->"+str(it, "path"))
+				}
+			}
+		}
+		if len(items) != 1 || items[0] != item+"->"+item {
+			t.Errorf("%s mounts seal items %v, want only %s", name, items, item)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("deployments not rendered: %v", want)
+	}
+	for _, cm := range byKind(t, docs, "ConfigMap") {
+		if str(cm, "metadata", "name") != "gantry-pipeline" {
+			continue
+		}
+		cfg := str(cm, "data", "gantry.yaml")
+		for _, s := range []string{"sealKeyFile: /etc/gantry/seal/seal.key", "/etc/gantry/seal/seal.pub"} {
+			if !strings.Contains(cfg, s) {
+				t.Errorf("pipeline config lacks %q:\n%s", s, cfg)
+			}
+		}
 	}
 }

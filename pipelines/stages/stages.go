@@ -310,7 +310,7 @@ func (p *Pipeline) fetch(ctx context.Context, run pipelines.Run) (*source.Checko
 		return nil, err
 	}
 	url := run.CloneURL
-	if m := p.d.Config.Pipeline.Mirrors[run.Repo]; m != "" {
+	if m := p.d.Config.Pipeline.Mirror(run.Repo); m != "" {
 		url = m
 	}
 	if url == "" {
