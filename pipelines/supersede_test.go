@@ -177,8 +177,8 @@ func TestSupersedeCanBeTurnedOff(t *testing.T) {
 		got <- s
 		return nil, err
 	}}
-	a := enqueue(t, q, pipelines.Request{DeliveryID: "a", Repo: "acme/keep", Ref: "refs/heads/main", Commit: sha(1)})
-	enqueue(t, q, pipelines.Request{DeliveryID: "b", Repo: "acme/keep", Ref: "refs/heads/main", Commit: sha(2)})
+	a := enqueue(t, q, pipelines.Request{DeliveryID: "a", Repo: "acme/keep", Ref: "refs/heads/main", Commit: sha(1), CloneURL: "https://github.com/acme/keep.git"})
+	enqueue(t, q, pipelines.Request{DeliveryID: "b", Repo: "acme/keep", Ref: "refs/heads/main", Commit: sha(2), CloneURL: "https://github.com/acme/keep.git"})
 	work(t, q, pipelines.WorkerOptions{Stages: []pipelines.Stage{stage}, Concurrency: 1})
 	for range 2 {
 		if s := <-got; s.Stopped || len(s.Cancelled) > 0 {
