@@ -57,6 +57,11 @@ type Options struct {
 	CancelSuperseded bool
 	// Registerer receives the queue's Prometheus metrics; nil: none.
 	Registerer prometheus.Registerer
+	// Provisioned: the streams, consumer and buckets were created by
+	// Setup (`gantry queue setup`, with an admin NATS user); Open only
+	// looks them up, so the process's NATS user needs no permission to
+	// create, change or delete them.
+	Provisioned bool
 }
 
 // Queue is the durable run queue and the run store.
@@ -120,6 +125,9 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.js = js
 	ctx, cancel := context.WithTimeout(ctx, 4*q.opts.Timeout)
 	defer cancel()
+	if q.opts.Provisioned {
+		return q.bind(ctx)
+	}
 	r := q.opts.Replicas
 	q.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        streamRuns,

@@ -403,34 +403,39 @@ func (q *Queue) ack(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
 }
 
 // watchCancel cancels the run's context when its record becomes final
-// (cancelled by the API or by a newer push).
+// (cancelled by the API or by a newer push). It polls the record (one
+// read every cancelPoll) rather than watching it: a KV watch needs a
+// consumer, and a NATS user allowed to create consumers can point one's
+// deliveries at any subject, the work queue's included; the worker's user
+// gets no such permission (docs/queue.md).
 func (q *Queue) watchCancel(ctx context.Context, id string, cancel context.CancelCauseFunc) (stop func()) {
 	wctx, wcancel := context.WithCancel(ctx)
-	w, err := q.runs.Watch(wctx, id)
-	if err != nil {
-		q.log.Warn("worker: cannot watch the run for cancellation; cancel takes effect between stages only", "run", id, "err", err)
-		return wcancel
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for e := range w.Updates() {
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
+		t := time.NewTicker(cancelPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
 			}
-			var r Run
-			if json.Unmarshal(e.Value(), &r) == nil && r.State.Final() {
+			if r, err := q.Get(wctx, id); err == nil && r.State.Final() {
 				cancel(errRunCancelled)
 				return
 			}
 		}
 	}()
 	return func() {
-		_ = w.Stop()
 		wcancel()
 		<-done
 	}
 }
+
+// cancelPoll is how often a worker reads the record of a run it executes,
+// to notice a cancel.
+const cancelPoll = time.Second
 
 // heartbeat tells JetStream the run is still being worked on (so AckWait
 // can stay short: fast redelivery after a crash, while stages run long)
