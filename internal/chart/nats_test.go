@@ -1,9 +1,12 @@
 package chart
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -216,9 +219,16 @@ func TestChartNATSRefusesAnonymous(t *testing.T) {
 	if err := pipelines.Setup(ctx, pipelines.Options{Connection: cn.conn("admin"), Replicas: 1}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A certificate naming the receiver, from a CA that is not the
+	// chart's NATS CA (the admission webhook's, say).
+	other := natstest.NewPKI(t, "another-ca").Client("gantry-receiver")
+	// A certificate from the chart's CA for a subject with no user.
+	admission := cn.pki.Client("gantry-admission")
 	for name, opts := range map[string][]nats.Option{
-		"no certificate": {nats.RootCAs(cn.pki.CA)},
-		"no TLS config":  nil,
+		"no certificate":                      {nats.RootCAs(cn.pki.CA)},
+		"no TLS config":                       nil,
+		"receiver's name from another CA":     {nats.RootCAs(cn.pki.CA), nats.ClientCert(other.Cert, other.Key)},
+		"chart CA certificate without a user": {nats.RootCAs(cn.pki.CA), nats.ClientCert(admission.Cert, admission.Key)},
 	} {
 		nc, err := nats.Connect(cn.url, append(opts, nats.Timeout(3*time.Second))...)
 		if err != nil {
@@ -234,6 +244,25 @@ func TestChartNATSRefusesAnonymous(t *testing.T) {
 		}
 		nc.Close()
 		t.Errorf("%s: an anonymous client connected", name)
+	}
+	// Plaintext: the server requires TLS before anything else.
+	host := strings.TrimPrefix(cn.url, "tls://")
+	c, err := net.DialTimeout("tcp", host, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	info, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(info, `"tls_required":true`) {
+		t.Fatalf("server INFO does not require TLS: %q, %v", info, err)
+	}
+	if _, err := c.Write([]byte("CONNECT {\"verbose\":false}\r\nPUB gantry.runs.queued 2\r\n{}\r\nPING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if reply, _ := r.ReadString('\n'); strings.HasPrefix(reply, "PONG") || strings.HasPrefix(reply, "+OK") {
+		t.Errorf("plaintext client answered: %q", reply)
 	}
 }
 
@@ -491,4 +520,196 @@ func TestChartNATSRoles(t *testing.T) {
 	if p, err := recv.List(ctx, pipelines.Filter{Repo: "acme/app"}); err != nil || len(p.Runs) != 1 {
 		t.Errorf("runs of acme/app after the refused attempts: %+v, %v", p.Runs, err)
 	}
+}
+
+// TestChartNATSCluster runs the chart's nats.conf as the chart deploys it,
+// a cluster of three nats-server processes, sets the queue up with the
+// chart's replicas, then SIGKILLs the server leading the work queue while
+// runs are queued and in flight: every run finishes (passed, each stage
+// once in its record), nothing is lost, the queue ends empty, and only
+// stages in flight at the kill or cut off by the election run again.
+func TestChartNATSCluster(t *testing.T) {
+	env := testenv.Require(t)
+	docs := chartDocs(t)
+	conf := renderedNATSConf(t, docs)
+	replicas := int(pipelineQueue(t, docs)["replicas"].(float64))
+	if replicas != 3 {
+		t.Fatalf("the chart sets queue.replicas %d, want 3", replicas)
+	}
+	pki := natstest.NewPKI(t, "gantry-nats-ca")
+	srv := pki.Server("server", "127.0.0.1", "localhost")
+	cn := &chartNATS{pki: pki, users: map[string]natstest.Pair{}}
+	for role, name := range userCN {
+		cn.users[role] = pki.Client(name)
+	}
+	var urls []string
+	servers := natstest.StartCluster(t, env.NATSServer, 3, func(n natstest.Node) (string, []string) {
+		urls = append(urls, fmt.Sprintf("tls://127.0.0.1:%d", n.ClientPort))
+		return localNATSConf(t, conf, srv.Dir, filepath.Join(t.TempDir(), "jetstream"), n.ClientPort, n.RoutePort, n.Routes),
+			[]string{fmt.Sprintf("POD_NAME=gantry-nats-%d", n.Index)}
+	})
+	cn.url = strings.Join(urls, ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Setup as the chart's Job does; retried until the cluster has elected
+	// its JetStream meta leader.
+	setupAudit := func(ctx context.Context, js jetstream.JetStream) error {
+		_, err := audit.NewJetStream(ctx, js, replicas, time.Hour)
+		return err
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		// AckWait is the consumer's: acks cut off by the kill are
+		// redelivered (and acked, the runs being final) after it.
+		err := pipelines.Setup(ctx, pipelines.Options{Connection: cn.conn("admin"), Replicas: replicas, AckWait: 6 * time.Second}, setupAudit)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(servers[0].LogFile)
+			t.Fatalf("setup on the cluster: %v\n%s", err, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	admin := cn.js(t, "admin")
+	// queue.replicas reached every stream and bucket.
+	leaders := map[string]string{}
+	for _, name := range []string{"GANTRY_RUNS", "GANTRY_DEADLETTER", "KV_gantry_runs", "KV_gantry_deliveries", "KV_gantry_heads", "OBJ_gantry_logs", "GANTRY_AUDIT"} {
+		s, err := admin.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		info := s.CachedInfo()
+		if info.Config.Replicas != replicas {
+			t.Errorf("stream %s has %d replicas, want %d", name, info.Config.Replicas, replicas)
+		}
+		if info.Cluster != nil {
+			leaders[name] = info.Cluster.Leader
+		}
+	}
+
+	open := func(role string) *pipelines.Queue {
+		t.Helper()
+		c := cn.conn(role)
+		c.Timeout = 5 * time.Second
+		q, err := pipelines.Open(ctx, pipelines.Options{Connection: c, Provisioned: true, Replicas: replicas, AckWait: 6 * time.Second})
+		if err != nil {
+			t.Fatalf("%s: open: %v", role, err)
+		}
+		t.Cleanup(q.Close)
+		return q
+	}
+	recv := open("receiver")
+	const runs = 24
+	var ids []string
+	for i := range runs {
+		e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: fmt.Sprintf("cluster-%d", i), Repo: "acme/app",
+			Ref: fmt.Sprintf("refs/heads/b%d", i), Commit: fmt.Sprintf("%040x", i+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.RunID)
+	}
+	calls := filepath.Join(t.TempDir(), "calls")
+	for range 2 {
+		w := open("worker")
+		st, err := pipelinestest.ParseStages("record:" + calls + ":2:150ms")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- w.Work(wctx, pipelines.WorkerOptions{Concurrency: 2, Stages: st, RetryDelay: time.Second})
+		}()
+		t.Cleanup(func() { stop(); <-done })
+	}
+	// Kill the server leading the work queue once stages run.
+	for {
+		c, _ := pipelinestest.ReadCalls(calls)
+		if len(c) >= 4 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no stage started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	victim := 0
+	if _, err := fmt.Sscanf(leaders["GANTRY_RUNS"], "gantry-nats-%d", &victim); err != nil {
+		t.Fatalf("leader of GANTRY_RUNS %q: %v", leaders["GANTRY_RUNS"], err)
+	}
+	servers[victim].Kill()
+	killedAt := time.Now()
+	atKill, _ := pipelinestest.ReadCalls(calls)
+	inFlight := 0
+	for _, c := range atKill {
+		if c.Starts > c.Dones {
+			inFlight++
+		}
+	}
+	t.Logf("killed gantry-nats-%d (leader of GANTRY_RUNS) with %d stage calls recorded, %d in flight", victim, len(atKill), inFlight)
+
+	for _, id := range ids {
+		for {
+			r, err := recv.Get(ctx, id)
+			if err == nil && r.State.Final() {
+				if r.State != pipelines.StatePassed || len(r.Stages) != 2 {
+					t.Fatalf("run %s: %s %q %+v", id, r.State, r.Message, r.Stages)
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("run %s not finished after the kill (last: %v, %v)", id, r, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	final, err := pipelinestest.ReadCalls(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := 0
+	for _, id := range ids {
+		for i := 1; i <= 2; i++ {
+			key := fmt.Sprintf("%s record-%d", id, i)
+			c := final[key]
+			if c.Dones < 1 {
+				t.Errorf("%s never completed: %+v", key, c)
+			}
+			if c.Starts > 1 {
+				extra += c.Starts - 1
+			}
+		}
+	}
+	// Repeated: the stages in flight at the kill, and at most one per
+	// worker slot (4) whose result write fell into the leader election
+	// (the worker hands the run back and it resumes at that stage).
+	if extra > inFlight+4 {
+		t.Errorf("%d repeated stage executions for %d in flight at the kill", extra, inFlight)
+	}
+	lastLog := time.Now()
+	t.Logf("all %d runs final %s after the kill", runs, time.Since(killedAt).Round(time.Millisecond))
+	for {
+		n, err := recv.Depth(ctx)
+		if err == nil && n == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("queue not empty: %d, %v", n, err)
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			ci, cerr := admin.Consumer(ctx, "GANTRY_RUNS", "gantry-workers")
+			if cerr != nil {
+				t.Logf("depth %d (%v); consumer: %v", n, err, cerr)
+			} else {
+				info := ci.CachedInfo()
+				t.Logf("depth %d (%v); consumer: pending %d, ack pending %d, redelivered %d, waiting %d", n, err, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("%d runs passed on 2 of 3 servers; %d stage executions repeated (%d were in flight)", runs, extra, inFlight)
 }
