@@ -70,3 +70,13 @@ func subjectToken(action string) string {
 	}
 	return string(out)
 }
+
+// BindJetStream returns a sink on the audit stream that `gantry queue
+// setup` created, without creating or changing it: for NATS users that may
+// publish audit records but not manage streams.
+func BindJetStream(ctx context.Context, js jetstream.JetStream) (*JetStream, error) {
+	if _, err := js.Stream(ctx, StreamName); err != nil {
+		return nil, fmt.Errorf("audit: stream %s: %w (run `gantry queue setup` with an admin NATS user first)", StreamName, err)
+	}
+	return &JetStream{js: js, now: time.Now}, nil
+}

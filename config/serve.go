@@ -182,6 +182,15 @@ type Queue struct {
 	// SealPublicKeyFiles are the public keys (PEM) workers verify seals
 	// with; several for rotation. Required by gantry worker.
 	SealPublicKeyFiles []string `yaml:"sealPublicKeyFiles"`
+	// Provisioned: the streams and buckets on NATSURL were created by
+	// `gantry queue setup` (with an admin NATS user); serve and worker
+	// only look them up, so their NATS users need no stream management
+	// permission. See docs/queue.md.
+	Provisioned bool `yaml:"provisioned"`
+	// InboxPrefix replaces _INBOX for this process's reply subjects, so
+	// that its NATS user may subscribe to its own replies only (the chart
+	// sets _INBOX.receiver and _INBOX.worker). Empty: _INBOX.
+	InboxPrefix string `yaml:"inboxPrefix"`
 }
 
 // DefaultQueue returns the queue defaults.
@@ -207,6 +216,12 @@ func (q *Queue) Validate() error {
 		if q.TokenFile == "" {
 			errs = append(errs, errors.New("queue.embeddedListen needs queue.tokenFile (an open NATS port must require auth)"))
 		}
+	}
+	if q.Provisioned && q.NATSURL == "" {
+		errs = append(errs, errors.New("queue.provisioned needs queue.natsURL (the embedded server is set up by the process itself)"))
+	}
+	if p := q.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t\r\n") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..")) {
+		errs = append(errs, fmt.Errorf("queue.inboxPrefix %q: want subject tokens without wildcards, like _INBOX.worker", p))
 	}
 	if (q.TLSCertFile == "") != (q.TLSKeyFile == "") {
 		errs = append(errs, errors.New("queue.tlsCertFile and queue.tlsKeyFile go together"))

@@ -48,6 +48,11 @@ type Connection struct {
 	SyncAlways bool
 	// Timeout bounds connecting and each JetStream request.
 	Timeout time.Duration
+	// InboxPrefix replaces _INBOX as the prefix of this client's reply
+	// subjects, so that a NATS user may subscribe to its own replies only
+	// (its permissions allow "<prefix>.>", not every user's "_INBOX.>").
+	// Empty: _INBOX.
+	InboxPrefix string
 	// Logger receives the embedded server's log lines (at debug for its
 	// notices). Nil: discarded.
 	Logger *slog.Logger
@@ -122,6 +127,13 @@ func dial(ctx context.Context, cfg Connection) (*conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("queue connection restored") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// Permission violations land here: the NATS user lacks a grant.
+			log.Warn("queue: NATS error", "err", err)
+		}),
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	token, err := readSecretFile(cfg.TokenFile, "queue token file")
 	if err != nil {

@@ -17,6 +17,11 @@ const MaxLogBytes = 4 << 20
 func logName(runID, stage string) string { return runID + "/" + stage }
 
 func (q *Queue) saveLog(ctx context.Context, runID, stage string, b []byte) error {
+	// Bounded: an object put waits for the acks of its chunks, which a
+	// NATS failover can lose; unbounded, the worker would hang while its
+	// heartbeat kept the run leased.
+	ctx, cancel := context.WithTimeout(ctx, 2*q.opts.Timeout)
+	defer cancel()
 	if _, err := q.logs.PutBytes(ctx, logName(runID, stage), b); err != nil {
 		return fmt.Errorf("queue: store log of %s/%s: %w", runID, stage, err)
 	}

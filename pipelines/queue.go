@@ -62,6 +62,11 @@ type Options struct {
 	// Sealer seals every run Enqueue stores (the receiver's key). Without
 	// it runs are stored unsealed, and no worker executes them.
 	Sealer *Sealer
+	// Provisioned: the streams, consumer and buckets were created by
+	// Setup (`gantry queue setup`, with an admin NATS user); Open only
+	// looks them up, so the process's NATS user needs no permission to
+	// create, change or delete them.
+	Provisioned bool
 }
 
 // Queue is the durable run queue and the run store.
@@ -126,6 +131,9 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.js = js
 	ctx, cancel := context.WithTimeout(ctx, 4*q.opts.Timeout)
 	defer cancel()
+	if q.opts.Provisioned {
+		return q.bind(ctx)
+	}
 	r := q.opts.Replicas
 	q.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        streamRuns,

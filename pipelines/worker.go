@@ -181,7 +181,8 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		_ = msg.TermWithReason("no record")
 		return
 	case err != nil:
-		log.Warn("worker: cannot start run; handing it back", "err", err)
+		log.Warn("worker: cannot start run; handing it back once the run store answers", "err", err)
+		q.awaitStore(ctx, msg, m.RunID)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	case run.State.Final():
@@ -230,6 +231,15 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		}
 		q.ack(ctx, msg, log) // the record was made final by whoever cancelled
 	case StateError:
+		if errors.Is(stageErr, errStoreUnavailable) {
+			// The queue failed (a NATS outage or failover), not the run:
+			// hand it back once the store answers, so that an outage costs
+			// the run one delivery rather than all of its attempts.
+			log.Warn("worker: cannot record the run; handing it back once the run store answers", "stage", stageName, "err", stageErr)
+			q.awaitStore(ctx, msg, m.RunID)
+			_ = msg.Nak()
+			return
+		}
 		reason := fmt.Sprintf("stage %s error: %v", stageName, stageErr)
 		if attempt >= q.opts.MaxDeliver {
 			q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up after %d attempts; last: %s", attempt, reason))
@@ -328,7 +338,7 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 			return StateCancelled, name, uerr
 		}
 		if uerr != nil {
-			return StateError, name, fmt.Errorf("recording the stage result: %w", uerr)
+			return StateError, name, fmt.Errorf("recording the stage result: %w (%w)", uerr, errStoreUnavailable)
 		}
 		run = r
 		log.Info("stage finished", "stage", name, "state", state, "duration", end.Sub(start).Round(time.Millisecond))
@@ -430,34 +440,62 @@ func (q *Queue) ack(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
 }
 
 // watchCancel cancels the run's context when its record becomes final
-// (cancelled by the API or by a newer push).
+// (cancelled by the API or by a newer push). It polls the record (one
+// read every cancelPoll) rather than watching it: a KV watch needs a
+// consumer, and a NATS user allowed to create consumers can point one's
+// deliveries at any subject, the work queue's included; the worker's user
+// gets no such permission (docs/queue.md).
 func (q *Queue) watchCancel(ctx context.Context, id string, cancel context.CancelCauseFunc) (stop func()) {
 	wctx, wcancel := context.WithCancel(ctx)
-	w, err := q.runs.Watch(wctx, id)
-	if err != nil {
-		q.log.Warn("worker: cannot watch the run for cancellation; cancel takes effect between stages only", "run", id, "err", err)
-		return wcancel
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for e := range w.Updates() {
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
+		t := time.NewTicker(cancelPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
 			}
-			var r Run
-			if json.Unmarshal(e.Value(), &r) == nil && r.State.Final() {
+			if r, err := q.Get(wctx, id); err == nil && r.State.Final() {
 				cancel(errRunCancelled)
 				return
 			}
 		}
 	}()
 	return func() {
-		_ = w.Stop()
 		wcancel()
 		<-done
 	}
 }
+
+// errStoreUnavailable marks a run that stopped because its record could
+// not be written: a fault of the queue, not of the run.
+var errStoreUnavailable = errors.New("run store unavailable")
+
+// awaitStore waits until run id's record can be read again (the store
+// answers after a NATS outage or leader election), telling JetStream the
+// message is still being worked on, or until ctx ends.
+func (q *Queue) awaitStore(ctx context.Context, msg jetstream.Msg, id string) {
+	for ctx.Err() == nil {
+		_ = msg.InProgress()
+		rctx, cancel := context.WithTimeout(ctx, q.opts.Timeout)
+		_, _, err := q.get(rctx, id)
+		cancel()
+		if err == nil || errors.Is(err, ErrNotFound) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// cancelPoll is how often a worker reads the record of a run it executes,
+// to notice a cancel.
+const cancelPoll = time.Second
 
 // heartbeat tells JetStream the run is still being worked on (so AckWait
 // can stay short: fast redelivery after a crash, while stages run long)

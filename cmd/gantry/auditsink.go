@@ -27,7 +27,13 @@ func openAuditSink(ctx context.Context, a *app, js jetstream.JetStream) (audit.S
 		sinks, close = append(sinks, f), func() { _ = f.Close() }
 	}
 	if js != nil && cfg.Audit.Stream {
-		s, err := audit.NewJetStream(ctx, js, cfg.Queue.Replicas, cfg.Audit.StreamMaxAge)
+		var s *audit.JetStream
+		var err error
+		if cfg.Queue.Provisioned {
+			s, err = audit.BindJetStream(ctx, js) // created by `gantry queue setup`
+		} else {
+			s, err = audit.NewJetStream(ctx, js, cfg.Queue.Replicas, cfg.Audit.StreamMaxAge)
+		}
 		if err != nil {
 			close()
 			return nil, nil, err
@@ -52,6 +58,6 @@ func externalQueue(a *app) pipelines.Connection {
 	return pipelines.Connection{
 		URL: c.NATSURL, CredsFile: c.CredsFile, TokenFile: c.TokenFile,
 		TLSCAFile: c.TLSCAFile, TLSCertFile: c.TLSCertFile, TLSKeyFile: c.TLSKeyFile,
-		Timeout: c.Timeout, Logger: a.log,
+		Timeout: c.Timeout, Logger: a.log, InboxPrefix: c.InboxPrefix,
 	}
 }

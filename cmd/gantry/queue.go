@@ -61,11 +61,11 @@ func openQueue(ctx context.Context, a *app, reg prometheus.Registerer, sealer *p
 			URL: c.NATSURL, CredsFile: c.CredsFile, TokenFile: c.TokenFile,
 			TLSCAFile: c.TLSCAFile, TLSCertFile: c.TLSCertFile, TLSKeyFile: c.TLSKeyFile,
 			DataDir: c.DataDir, EmbeddedListen: c.EmbeddedListen, SyncAlways: c.SyncAlways,
-			Timeout: c.Timeout, Logger: a.log,
+			Timeout: c.Timeout, Logger: a.log, InboxPrefix: c.InboxPrefix,
 		},
 		Replicas: c.Replicas, DeliveryTTL: c.DeliveryTTL, RunRetention: c.RunRetention,
 		AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, CancelSuperseded: c.CancelSuperseded,
-		Registerer: reg, Sealer: sealer,
+		Registerer: reg, Sealer: sealer, Provisioned: c.Provisioned,
 	})
 }
 

@@ -144,10 +144,17 @@ func RenderPipelineManifests(root string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The NATS cluster the pipeline queues on (nats-*.yaml).
+	nats, err := RenderOnly(filepath.Join(root, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, vals, "nats-")
+	if err != nil {
+		return nil, err
+	}
+	body = append(body, nats...)
 	head := "# Rendered from charts/gantry by `go run ./hack/render-manifests` with\n" +
 		"# " + ManifestsValues + " (release gantry, namespace gantry-system).\n" +
 		"# Do not edit: change the chart and re-render (a test checks they agree).\n" +
-		"# Create the Secrets it names first (pipeline.secrets); see docs/security.md.\n"
+		"# Create the Secrets it names first (pipeline.secrets); see docs/security.md.\n" +
+		"# The NATS cluster's certificates come from cert-manager; see docs/queue.md.\n"
 	return append([]byte(head), body...), nil
 }
 

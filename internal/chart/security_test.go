@@ -53,9 +53,11 @@ func renderAll(t *testing.T, rel Release, fnNamespaces ...string) []map[string]a
 	}
 	out, err := Render(filepath.Join(root(t), ChartDir), rel, map[string]any{"admission": map[string]any{
 		"functionNamespaces": ns,
-		// No cert-manager in tests: an existing Secret and its CA.
+		// No cert-manager in tests: existing Secrets and their CA.
 		"tls": map[string]any{"mode": "secret", "existingSecret": "gantry-admission-tls", "caBundle": "Y2E="},
-	}})
+	}, "nats": map[string]any{"tls": map[string]any{"mode": "secret", "secrets": map[string]any{
+		"server": "gantry-nats-server", "receiver": "gantry-nats-receiver", "worker": "gantry-nats-worker", "admin": "gantry-nats-admin",
+	}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +177,17 @@ func TestLeastPrivilege(t *testing.T) {
 			if get(c, "resources", "requests", "cpu") == nil || get(c, "resources", "requests", "memory") == nil || get(c, "resources", "limits", "memory") == nil {
 				t.Errorf("%s/%s: resources %v", name, str(c, "name"), get(c, "resources"))
 			}
-			// Secrets reach the process as files only.
-			if get(c, "env") != nil || get(c, "envFrom") != nil {
-				t.Errorf("%s/%s has environment variables: secrets must be files", name, str(c, "name"))
+			// Secrets reach the process as files only: environment
+			// variables hold literal settings or pod fields, never a
+			// Secret's or ConfigMap's keys.
+			if get(c, "envFrom") != nil {
+				t.Errorf("%s/%s has envFrom: secrets must be files", name, str(c, "name"))
+			}
+			env, _ := get(c, "env").([]any)
+			for _, e := range env {
+				if get(e, "valueFrom", "secretKeyRef") != nil || get(e, "valueFrom", "configMapKeyRef") != nil {
+					t.Errorf("%s/%s: environment variable %s from a Secret or ConfigMap: secrets must be files", name, str(c, "name"), str(e, "name"))
+				}
 			}
 			args := fmt.Sprint(get(c, "args"))
 			for _, bad := range []string{"secret", "token", "password", "key"} {
@@ -280,10 +290,11 @@ func TestLeastPrivilege(t *testing.T) {
 func TestPipelineRefusesMissingSecrets(t *testing.T) {
 	r := root(t)
 	for name, vals := range map[string]map[string]any{
-		"no TLS secret":     {"pipeline": map[string]any{"secrets": map[string]any{"tls": ""}}},
-		"no webhook secret": {"pipeline": map[string]any{"secrets": map[string]any{"webhook": ""}}},
-		"no NATS":           {"pipeline": map[string]any{"natsURL": ""}},
-		"no seal key":       {"pipeline": map[string]any{"secrets": map[string]any{"sealKey": ""}}},
+		"no TLS secret":                     {"pipeline": map[string]any{"secrets": map[string]any{"tls": ""}}},
+		"no webhook secret":                 {"pipeline": map[string]any{"secrets": map[string]any{"webhook": ""}}},
+		"old NATS URL":                      {"pipeline": map[string]any{"natsURL": "nats://nats:4222"}},
+		"external NATS without credentials": {"nats": map[string]any{"external": map[string]any{"url": "tls://nats:4222"}}},
+		"no seal key":                       {"pipeline": map[string]any{"secrets": map[string]any{"sealKey": ""}}},
 	} {
 		if _, err := Render(filepath.Join(r, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"}, vals); err == nil {
 			t.Errorf("%s: rendered", name)

@@ -27,17 +27,26 @@ type Server struct {
 // empty, is required of clients.
 func Start(t testing.TB, bin, token string) *Server {
 	t.Helper()
-	if bin == "" {
-		t.Fatal("natstest: no nats-server binary (GANTRY_NATS_SERVER); run `hack/testenv up`")
-	}
 	dir := t.TempDir()
-	s := &Server{LogFile: filepath.Join(dir, "nats-server.log")}
-	args := []string{"-js", "-sd", filepath.Join(dir, "store"), "-a", "127.0.0.1", "-p", "-1",
-		"--ports_file_dir", dir, "-l", s.LogFile, "-n", "gantry-test"}
+	args := []string{"-js", "-sd", filepath.Join(dir, "store"), "-a", "127.0.0.1", "-p", "-1", "-n", "gantry-test"}
 	if token != "" {
 		args = append(args, "--auth", token)
 	}
+	return launch(t, bin, dir, args, nil)
+}
+
+// launch runs bin ARGS in dir with its log in dir/nats-server.log and
+// waits for its client port (written to a ports file in dir).
+func launch(t testing.TB, bin, dir string, args, env []string) *Server {
+	t.Helper()
+	if bin == "" {
+		t.Fatal("natstest: no nats-server binary (GANTRY_NATS_SERVER); run `hack/testenv up`")
+	}
+	s := &Server{LogFile: filepath.Join(dir, "nats-server.log")}
+	args = append(args, "--ports_file_dir", dir, "-l", s.LogFile)
 	s.cmd = exec.Command(bin, args...)
+	s.cmd.Dir = dir
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("natstest: start %s: %v", bin, err)
@@ -70,6 +79,18 @@ func Start(t testing.TB, bin, token string) *Server {
 			t.Fatalf("natstest: nats-server did not write %s within 15s\n%s", portsFile, log)
 		}
 	}
+}
+
+// Kill SIGKILLs the server (no shutdown, no flush) and waits for it to
+// exit: a crashed node.
+func (s *Server) Kill() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
 }
 
 // Stop terminates the server (SIGTERM, then SIGKILL after 10 s) and waits
