@@ -48,7 +48,7 @@ func (q *Queue) bind(ctx context.Context) error {
 	for _, b := range []struct {
 		name string
 		kv   *jetstream.KeyValue
-	}{{bucketRuns, &q.runs}, {bucketDeliveries, &q.deliveries}, {bucketHeads, &q.heads}} {
+	}{{bucketRuns, &q.runs}, {bucketDeliveries, &q.deliveries}, {bucketHeads, &q.heads}, {bucketPushes, &q.pushes}} {
 		if *b.kv, err = q.js.KeyValue(ctx, b.name); err != nil {
 			return notSetUp("bucket "+b.name, err)
 		}

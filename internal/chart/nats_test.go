@@ -3,6 +3,7 @@ package chart
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -283,7 +284,7 @@ func TestChartNATSRoles(t *testing.T) {
 		t.Fatalf("admin: setup: %v", err)
 	}
 	open := func(role string) *pipelines.Queue {
-		q, err := pipelines.Open(ctx, pipelines.Options{Connection: cn.conn(role), Provisioned: true, AckWait: 5 * time.Second})
+		q, err := pipelines.Open(ctx, pipelines.Options{Connection: cn.conn(role), Provisioned: true, AckWait: 5 * time.Second, Sealer: testSealer})
 		if err != nil {
 			t.Fatalf("%s: open the queue: %v", role, err)
 		}
@@ -299,7 +300,7 @@ func TestChartNATSRoles(t *testing.T) {
 	wctx, stopWork := context.WithCancel(ctx)
 	workDone := make(chan error, 1)
 	go func() {
-		workDone <- work.Work(wctx, pipelines.WorkerOptions{Concurrency: 1, Stages: stages, RetryDelay: time.Second})
+		workDone <- work.Work(wctx, pipelines.WorkerOptions{Concurrency: 1, Stages: stages, RetryDelay: time.Second, Origin: testOrigin})
 	}()
 	t.Cleanup(func() { stopWork(); <-workDone })
 
@@ -310,12 +311,12 @@ func TestChartNATSRoles(t *testing.T) {
 		do         func(ctx context.Context) error
 	}{
 		{"receiver", "queue a run (replay guard, record, message, heads)", func(ctx context.Context) error {
-			e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-1", Repo: "acme/app", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
+			e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-1", Repo: "acme/app", CloneURL: "https://github.com/acme/app.git", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
 			runID = e.RunID
 			return err
 		}},
 		{"receiver", "answer a redelivery as a duplicate", func(ctx context.Context) error {
-			e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-1", Repo: "acme/app", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
+			e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-1", Repo: "acme/app", CloneURL: "https://github.com/acme/app.git", Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
 			if err == nil && (!e.Duplicate || e.RunID != runID) {
 				err = fmt.Errorf("not a duplicate of %s: %+v", runID, e)
 			}
@@ -372,7 +373,7 @@ func TestChartNATSRoles(t *testing.T) {
 		}},
 		{"worker", "report readiness", func(ctx context.Context) error { return work.Ready(ctx) }},
 		{"receiver", "cancel a run (API)", func(ctx context.Context) error {
-			e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-2", Repo: "acme/other", Ref: "refs/heads/main", Commit: strings.Repeat("b", 40)})
+			e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-2", Repo: "acme/other", CloneURL: "https://github.com/acme/other.git", Ref: "refs/heads/main", Commit: strings.Repeat("b", 40)})
 			if err != nil {
 				return err
 			}
@@ -512,7 +513,7 @@ func TestChartNATSRoles(t *testing.T) {
 	t.Run("may-not/worker/queue a run through the queue code", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		if _, err := work.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-worker", Repo: "acme/app", Ref: "refs/heads/main", Commit: strings.Repeat("c", 40)}); err == nil {
+		if _, err := work.Enqueue(ctx, pipelines.Request{DeliveryID: "roles-worker", Repo: "acme/app", CloneURL: "https://github.com/acme/app.git", Ref: "refs/heads/main", Commit: strings.Repeat("c", 40)}); err == nil {
 			t.Fatal("the worker queued a run")
 		}
 	})
@@ -603,7 +604,7 @@ func TestChartNATSCluster(t *testing.T) {
 		c.Timeout = 5 * time.Second
 		// MaxDeliver well above the default (5): every redelivery during
 		// the election counts as one (see "Not done" in docs/queue.md).
-		q, err := pipelines.Open(ctx, pipelines.Options{Connection: c, Provisioned: true, Replicas: replicas, AckWait: 6 * time.Second, MaxDeliver: 50})
+		q, err := pipelines.Open(ctx, pipelines.Options{Connection: c, Provisioned: true, Replicas: replicas, AckWait: 6 * time.Second, MaxDeliver: 50, Sealer: testSealer})
 		if err != nil {
 			t.Fatalf("%s: open: %v", role, err)
 		}
@@ -614,7 +615,7 @@ func TestChartNATSCluster(t *testing.T) {
 	const runs = 24
 	var ids []string
 	for i := range runs {
-		e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: fmt.Sprintf("cluster-%d", i), Repo: "acme/app",
+		e, err := recv.Enqueue(ctx, pipelines.Request{DeliveryID: fmt.Sprintf("cluster-%d", i), Repo: "acme/app", CloneURL: "https://github.com/acme/app.git",
 			Ref: fmt.Sprintf("refs/heads/b%d", i), Commit: fmt.Sprintf("%040x", i+1)})
 		if err != nil {
 			t.Fatal(err)
@@ -631,7 +632,7 @@ func TestChartNATSCluster(t *testing.T) {
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- w.Work(wctx, pipelines.WorkerOptions{Concurrency: 2, Stages: st, RetryDelay: time.Second})
+			done <- w.Work(wctx, pipelines.WorkerOptions{Concurrency: 2, Stages: st, RetryDelay: time.Second, Origin: testOrigin})
 		}()
 		t.Cleanup(func() { stop(); <-done })
 	}
@@ -733,3 +734,10 @@ func TestChartNATSCluster(t *testing.T) {
 	}
 	t.Logf("%d runs passed on 2 of 3 servers; %d stage executions repeated (%d were in flight)", runs, extra, inFlight)
 }
+
+// The runs of these tests are sealed like the receiver's, so that the
+// worker role executes them (every repository allowed).
+var (
+	testSealer = pipelines.NewSealer(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	testOrigin = &pipelines.OriginPolicy{Keys: []ed25519.PublicKey{testSealer.Public()}, Allowed: func(string, string) string { return "" }}
+)
