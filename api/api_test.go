@@ -142,7 +142,8 @@ func TestAPI(t *testing.T) {
 	var ids []string
 	for i, repo := range []string{"acme/a", "acme/b", "acme/a"} {
 		e, err := r.queue.Enqueue(ctx, pipelines.Request{DeliveryID: "api-" + repo + string(rune('0'+i)), Repo: repo,
-			Ref: "refs/heads/main", Commit: strings.Repeat("a", 40)})
+			// Each a different commit: the same push twice is one run (the push guard).
+			Ref: "refs/heads/main", Commit: strings.Repeat(string(rune('a'+i)), 40)})
 		if err != nil {
 			t.Fatal(err)
 		}
