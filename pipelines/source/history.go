@@ -83,22 +83,7 @@ func FetchHistory(ctx context.Context, req HistoryRequest, commits ...string) (*
 	if len(specs) == 0 {
 		return nil, errors.New("history: no commit named")
 	}
-	endpoint, err := checkURL(req.URL, req.AllowLocal)
-	if err != nil {
-		return nil, err
-	}
-	auth, err := authMethod(endpoint, req.Auth)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(req.Dir, 0o700); err != nil {
-		return nil, err
-	}
-	repo, err := git.PlainInit(req.Dir, true)
-	if err != nil {
-		return nil, fmt.Errorf("preparing %s: %w", req.Dir, err)
-	}
-	remote, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{req.URL}})
+	repo, remote, auth, err := initRemote(req.URL, req.AllowLocal, req.Auth, req.Dir, 0o700, true)
 	if err != nil {
 		return nil, err
 	}

@@ -75,22 +75,7 @@ func Fetch(ctx context.Context, req Request) (*Checkout, error) {
 	if !sha1Hex.MatchString(req.Commit) {
 		return nil, fmt.Errorf("commit %q: want a full 40-character lower-case SHA", req.Commit)
 	}
-	endpoint, err := checkURL(req.URL, req.AllowLocal)
-	if err != nil {
-		return nil, err
-	}
-	auth, err := authMethod(endpoint, req.Auth)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(req.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	repo, err := git.PlainInit(req.Dir, false)
-	if err != nil {
-		return nil, fmt.Errorf("preparing %s: %w", req.Dir, err)
-	}
-	remote, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{req.URL}})
+	repo, remote, auth, err := initRemote(req.URL, req.AllowLocal, req.Auth, req.Dir, 0o755, false)
 	if err != nil {
 		return nil, err
 	}
@@ -212,4 +197,30 @@ func redact(raw string) string {
 	}
 	u.User = url.User("redacted")
 	return u.String()
+}
+
+// initRemote checks url, resolves its credentials and initialises an empty
+// repository in dir with url as its origin, for Fetch (a worktree) and
+// FetchHistory (bare).
+func initRemote(url string, allowLocal bool, a Auth, dir string, perm os.FileMode, bare bool) (*git.Repository, *git.Remote, transport.AuthMethod, error) {
+	endpoint, err := checkURL(url, allowLocal)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	auth, err := authMethod(endpoint, a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return nil, nil, nil, err
+	}
+	repo, err := git.PlainInit(dir, bare)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("preparing %s: %w", dir, err)
+	}
+	remote, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{url}})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return repo, remote, auth, nil
 }
