@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -29,7 +27,6 @@ import (
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/scanner/scantest"
-	"github.com/gantry-dev/gantry/webhooks"
 )
 
 // seamRig is a gantry serve (the real stages: build, scan, sign and attest)
@@ -67,26 +64,10 @@ func newSeamRig(t *testing.T, ctx context.Context, o seamOptions) *seamRig {
 	e := testenv.Require(t)
 	r := &seamRig{e: e, ctx: ctx, dir: t.TempDir(), uniq: randHex(t, 4), repos: map[string]string{}, images: map[string]string{},
 		ce: &ceSink{key: []byte(randHex(t, 32))}}
-	write := func(name string, b []byte) string {
-		p := filepath.Join(r.dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, r.dir)
 	dbRef := e.Registry + "/seam-" + r.uniq + "/trivy-db:2"
-	archive, err := scantest.DBArchive(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := scantest.PushDB(ctx, dbRef, archive, nameInsecure()...); err != nil {
-		t.Fatal(err)
-	}
-	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("pw"), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.keyPath, r.pubPath = write("cosign.key", kb.PrivateBytes), write("cosign.pub", kb.PublicBytes)
+	pushTestDB(ctx, t, dbRef)
+	r.keyPath, r.pubPath = cosignKeyFiles(t, r.dir)
 	pwPath := write("cosign.pw", []byte("pw"))
 	policy := write("policy.yaml", []byte("identities:\n  - {name: seam, key: "+r.pubPath+"}\nattestations:\n"+o.attestations))
 	ceSrv := newHTTPServer(t, r.ce)
@@ -190,28 +171,9 @@ func (r *seamRig) repoIgnores(t *testing.T, full, entries string) map[string]str
 // push sends a signed push delivery of full@sha to ref and returns the run.
 func (r *seamRig) push(t *testing.T, full, ref, sha string) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"ref": ref, "after": sha,
-		"repository":  map[string]any{"full_name": full, "clone_url": "https://github.com/" + full + ".git"},
-		"sender":      map[string]any{"login": "octocat"},
-		"head_commit": map[string]any{"id": sha, "message": "change"},
-	})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+r.srv.addr+"/webhooks/github", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", "seam-"+randHex(t, 8))
-	req.Header.Set("X-Hub-Signature-256", webhooks.Sign([]byte(r.secret), body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var a webhooks.Answer
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusAccepted || a.RunID == "" {
-		t.Fatalf("push %s %s@%s: %d %+v", full, ref, sha, resp.StatusCode, a)
+	a, code := postPush(t, r.srv.addr, r.secret, pushDelivery{Repo: full, Ref: ref, After: sha, ID: "seam-" + randHex(t, 8)})
+	if code != http.StatusAccepted || a.RunID == "" {
+		t.Fatalf("push %s %s@%s: %d %+v", full, ref, sha, code, a)
 	}
 	return a.RunID
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -27,7 +26,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	controlapi "github.com/moby/buildkit/api/services/control"
 	bkclient "github.com/moby/buildkit/client"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -204,29 +202,13 @@ func TestPipelineE2E(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	uniq := randHex(t, 4)
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 
 	// Test DB, signing key, policy, GitHub App key, sinks.
 	dbRef := e.Registry + "/e2e-" + uniq + "/trivy-db:2"
-	archive, err := scantest.DBArchive(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := scantest.PushDB(ctx, dbRef, archive, nameInsecure()...); err != nil {
-		t.Fatal(err)
-	}
-	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("pw"), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath, pwPath := write("cosign.key", kb.PrivateBytes), write("cosign.pw", []byte("pw"))
-	pubPath := write("cosign.pub", kb.PublicBytes)
+	pushTestDB(ctx, t, dbRef)
+	keyPath, pubPath := cosignKeyFiles(t, dir)
+	pwPath := write("cosign.pw", []byte("pw"))
 	policy := write("policy.yaml", []byte("identities:\n  - {name: e2e, key: "+pubPath+"}\n"))
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	appKey := write("app.pem", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
@@ -623,28 +605,9 @@ func freePortT(t *testing.T) string {
 // signed with secret.
 func pushSigned(t *testing.T, addr, secret, sha string) webhooks.Answer {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "after": sha,
-		"repository":  map[string]any{"full_name": "acme/hello", "clone_url": "https://github.com/acme/hello.git"},
-		"sender":      map[string]any{"login": "octocat"},
-		"head_commit": map[string]any{"id": sha, "message": "change"},
-	})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/github", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", "e2e-"+sha[:12])
-	req.Header.Set("X-Hub-Signature-256", webhooks.Sign([]byte(secret), body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var a webhooks.Answer
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("push %s: %d %+v", sha, resp.StatusCode, a)
+	a, code := postPush(t, addr, secret, pushDelivery{Repo: "acme/hello", Ref: "refs/heads/main", After: sha, ID: "e2e-" + sha[:12]})
+	if code != http.StatusAccepted {
+		t.Fatalf("push %s: %d %+v", sha, code, a)
 	}
 	return a
 }

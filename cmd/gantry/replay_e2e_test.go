@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -78,21 +77,9 @@ func TestReplayAndTenancyE2E(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	uniq := randHex(t, 4)
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	dbRef := e.Registry + "/replay-" + uniq + "/trivy-db:2"
-	archive, err := scantest.DBArchive(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := scantest.PushDB(ctx, dbRef, archive, nameInsecure()...); err != nil {
-		t.Fatal(err)
-	}
+	pushTestDB(ctx, t, dbRef)
 	rc, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -144,27 +131,7 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	// answer and the HTTP status.
 	post := func(t *testing.T, repo, before, after, delivery string) (webhooks.Answer, int) {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{
-			"ref": "refs/heads/main", "before": before, "after": after,
-			"repository":  map[string]any{"full_name": repo, "clone_url": "https://github.com/" + repo + ".git"},
-			"sender":      map[string]any{"login": "octocat"},
-			"head_commit": map[string]any{"id": after, "message": "change"},
-		})
-		req, _ := http.NewRequest(http.MethodPost, "http://"+srv.addr+"/webhooks/github", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-GitHub-Event", "push")
-		req.Header.Set("X-GitHub-Delivery", delivery)
-		req.Header.Set("X-Hub-Signature-256", webhooks.Sign([]byte(secret), body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var a webhooks.Answer
-		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
-			t.Fatal(err)
-		}
-		return a, resp.StatusCode
+		return postPush(t, srv.addr, secret, pushDelivery{Repo: repo, Ref: "refs/heads/main", Before: before, After: after, ID: delivery})
 	}
 	queued := func(t *testing.T, repo, before, after, delivery string) string {
 		t.Helper()

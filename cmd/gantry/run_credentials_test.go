@@ -19,7 +19,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 
 	"github.com/gantry-dev/gantry/scanner/scantest"
 )
@@ -98,14 +97,7 @@ func TestRunRepoURLCredentialsStayOut(t *testing.T) {
 	clean := srv.URL + "/hello.git"
 	withCreds := strings.Replace(clean, "https://", "https://"+user+":"+token+"@", 1)
 
-	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("pw"), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(be.dir, "cosign.key")
-	if err := os.WriteFile(keyPath, kb.PrivateBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyPath, _ := cosignKeyFiles(t, be.dir)
 	env := []string{"SSL_CERT_FILE=" + caFile, "GANTRY_SIGNER_KEY_FILE=" + keyPath, "COSIGN_PASSWORD=pw"}
 	for _, kv := range be.env {
 		if !strings.HasPrefix(kv, "GANTRY_SIGNER_KEY_SOURCE=") {

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -50,18 +49,7 @@ func TestRunCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("pw"), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "cosign.key")
-	if err := os.WriteFile(keyPath, kb.PrivateBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pubPath := filepath.Join(dir, "cosign.pub")
-	if err := os.WriteFile(pubPath, kb.PublicBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyPath, pubPath := cosignKeyFiles(t, dir)
 	policy := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policy, []byte("identities:\n  - {name: ci, key: "+pubPath+"}\n"), 0o600); err != nil {
 		t.Fatal(err)

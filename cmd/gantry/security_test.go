@@ -53,13 +53,7 @@ func TestServeRefusesToStartWithoutTLS(t *testing.T) {
 func TestServeSecureByDefault(t *testing.T) {
 	testenv.Require(t)
 	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	caPEM, certPEM, keyPEM, err := tlsreload.Generate([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -173,17 +173,46 @@ func (r *serveRig) start(t *testing.T) *gantryProc {
 
 func push(t *testing.T, addr, delivery, branch string, n int) webhooks.Answer {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/" + branch, "after": fmt.Sprintf("%040x", n),
-		"repository":  map[string]any{"full_name": "acme/app", "clone_url": "https://github.com/acme/app.git"},
+	sha := fmt.Sprintf("%040x", n)
+	a, code := postPush(t, addr, testSecret, pushDelivery{Repo: "acme/app", Ref: "refs/heads/" + branch, After: sha, ID: delivery})
+	if code != 202 && code != 200 {
+		t.Fatalf("push %s: %d %+v", delivery, code, a)
+	}
+	return a
+}
+
+// pushDelivery is a GitHub push event as the tests send it to gantry serve.
+type pushDelivery struct {
+	Repo, Ref     string
+	Before, After string // Before "" leaves the field out
+	ID            string // X-GitHub-Delivery
+}
+
+// postPush sends d to gantry serve at addr, signed with secret, and
+// returns the answer and the HTTP status.
+func postPush(t *testing.T, addr, secret string, d pushDelivery) (webhooks.Answer, int) {
+	t.Helper()
+	ev := map[string]any{
+		"ref": d.Ref, "after": d.After,
+		"repository":  map[string]any{"full_name": d.Repo, "clone_url": "https://github.com/" + d.Repo + ".git"},
 		"sender":      map[string]any{"login": "octocat"},
-		"head_commit": map[string]any{"id": fmt.Sprintf("%040x", n), "message": "change"},
-	})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/github", bytes.NewReader(body))
+		"head_commit": map[string]any{"id": d.After, "message": "change"},
+	}
+	if d.Before != "" {
+		ev["before"] = d.Before
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/github", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", webhooks.Sign([]byte(testSecret), body))
+	req.Header.Set("X-GitHub-Delivery", d.ID)
+	req.Header.Set("X-Hub-Signature-256", webhooks.Sign([]byte(secret), body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -193,10 +222,7 @@ func push(t *testing.T, addr, delivery, branch string, n int) webhooks.Answer {
 	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 202 && resp.StatusCode != 200 {
-		t.Fatalf("push %s: %d %+v", delivery, resp.StatusCode, a)
-	}
-	return a
+	return a, resp.StatusCode
 }
 
 func apiGet(t *testing.T, addr, token, path string, into any) int {

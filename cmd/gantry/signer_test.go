@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -43,13 +42,7 @@ func pushRandom(t *testing.T, ref string) string {
 func TestSignAttestVerifyCLI(t *testing.T) {
 	e := testenv.Require(t)
 	dir := t.TempDir()
-	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("pw"), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath, pubPath := filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
-	signerMust(t, os.WriteFile(keyPath, kb.PrivateBytes, 0o600))
-	signerMust(t, os.WriteFile(pubPath, kb.PublicBytes, 0o600))
+	keyPath, _ := cosignKeyFiles(t, dir)
 	policy := filepath.Join(dir, "policy.yaml")
 	signerMust(t, os.WriteFile(policy, []byte("identities:\n  - {name: release, key: cosign.pub}\n"), 0o600))
 	strict := filepath.Join(dir, "strict.yaml")
