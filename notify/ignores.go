@@ -30,12 +30,16 @@ func (ig Ignore) line(function string) string {
 	if ig.Package != "" {
 		who += " (package " + ig.Package + ")"
 	}
-	src := ig.Source
-	if ig.Line > 0 {
-		src += fmt.Sprintf(" line %d", ig.Line)
-	}
 	return fmt.Sprintf("%s waived %s in function %s by %s until %s: %s", who, truncate(strings.Join(ig.Findings, "; "), 300),
-		function, src, ig.Expires, truncate(ig.Reason, 300))
+		function, ig.origin(), ig.Expires, truncate(ig.Reason, 300))
+}
+
+// origin names where the ignore entry stands: its file, and line if known.
+func (ig Ignore) origin() string {
+	if ig.Line > 0 {
+		return fmt.Sprintf("%s line %d", ig.Source, ig.Line)
+	}
+	return ig.Source
 }
 
 type namedIgnore struct {
@@ -87,12 +91,8 @@ func mdIgnores(fns []Function) []string {
 		if ig.Package != "" {
 			who += " (" + ig.Package + ")"
 		}
-		src := ig.Source
-		if ig.Line > 0 {
-			src += fmt.Sprintf(" line %d", ig.Line)
-		}
 		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |\n", mdCell(who), mdCell(truncate(strings.Join(ig.Findings, "; "), 500)),
-			mdCell(ig.Function), mdCell(src), mdCell(ig.Expires), mdCell(truncate(ig.Reason, 300))))
+			mdCell(ig.Function), mdCell(ig.origin()), mdCell(ig.Expires), mdCell(truncate(ig.Reason, 300))))
 	}
 	return rows
 }
