@@ -309,15 +309,25 @@ func (p *Pipeline) fetch(ctx context.Context, run pipelines.Run) (*source.Checko
 	if err != nil {
 		return nil, err
 	}
-	url := run.CloneURL
-	if m := p.d.Config.Pipeline.Mirror(run.Repo); m != "" {
-		url = m
-	}
-	if url == "" {
-		return nil, pipelines.Fail("the run names no clone URL for %s (and pipeline.mirrors has none)", run.Repo)
+	url, err := p.sourceURL(run)
+	if err != nil {
+		return nil, err
 	}
 	return source.Fetch(ctx, source.Request{URL: url, Commit: run.Commit, Dir: dir, Auth: auth,
 		AllowLocal: p.d.Config.Pipeline.AllowLocalRepos})
+}
+
+// sourceURL is where the run's repository is fetched from: its mirror
+// (pipeline.mirrors, keyed by repository case-insensitively), else the
+// run's clone URL. The checkout and the history fetches use it alike.
+func (p *Pipeline) sourceURL(run pipelines.Run) (string, error) {
+	if m := p.d.Config.Pipeline.Mirror(run.Repo); m != "" {
+		return m, nil
+	}
+	if run.CloneURL == "" {
+		return "", pipelines.Fail("the run names no clone URL for %s (and pipeline.mirrors has none)", run.Repo)
+	}
+	return run.CloneURL, nil
 }
 
 // ensureSource makes sure the checkout exists (a resumed run on another

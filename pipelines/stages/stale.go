@@ -28,9 +28,9 @@ func (p *Pipeline) history(ctx context.Context, run pipelines.Run, dir string, c
 	if err != nil {
 		return nil, err
 	}
-	url := run.CloneURL
-	if m := p.d.Config.Pipeline.Mirrors[run.Repo]; m != "" {
-		url = m
+	url, err := p.sourceURL(run)
+	if err != nil {
+		return nil, err
 	}
 	path := filepath.Join(p.workDir, run.ID, dir)
 	// A retried step finds the previous attempt's fetch: start afresh.

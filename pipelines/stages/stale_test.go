@@ -150,3 +150,25 @@ func TestTenantPolicy(t *testing.T) {
 		t.Fatalf("another repository's secrets: %v (namespace %q)", err, fn.Namespace)
 	}
 }
+
+// TestHistoryFetchedFromTheMirror: the stale check fetches history from
+// where the checkout comes from, the repository's mirror, found whatever
+// the case of its key (as fetch finds it), not from the run's clone URL.
+func TestHistoryFetchedFromTheMirror(t *testing.T) {
+	repo, sha := gitHistory(t)
+	cfg := config.Default()
+	cfg.Pipeline.AllowLocalRepos = true
+	cfg.Pipeline.Mirrors = map[string]string{"ACME/Hello": "file://" + repo}
+	dep := &deploy.Deployed{Repo: "acme/hello", Commit: sha["a"], ResourceVersion: "42", Run: "run-0", Namespace: "fn", Name: "hello"}
+	p := &Pipeline{d: Deps{Config: cfg, Deployer: &fakeDeployer{dep}, Log: slog.New(slog.DiscardHandler)}, workDir: t.TempDir()}
+	run := pipelines.Run{ID: "run-1", Repo: "acme/hello", Ref: "refs/heads/main", Commit: sha["c"],
+		CloneURL: "file://" + filepath.Join(t.TempDir(), "not-a-repository")}
+	fn := deploy.Function{Name: "hello"}
+	var log bytes.Buffer
+	if err := p.checkFastForward(context.Background(), run, &fnState{}, &fn, &log); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "fast-forward") {
+		t.Fatalf("log: %s", log.String())
+	}
+}
