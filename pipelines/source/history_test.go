@@ -3,11 +3,12 @@ package source
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/internal/gittest"
 )
 
 // historyRepo makes main: a → b → c, and a side branch a → x (diverged
@@ -15,17 +16,7 @@ import (
 func historyRepo(t *testing.T, allowSHA bool) (dir string, sha map[string]string) {
 	t.Helper()
 	dir = t.TempDir()
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com",
-			"GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := gittest.Git(t, dir)
 	git("init", "-q", "-b", "main")
 	if allowSHA {
 		git("config", "uploadpack.allowReachableSHA1InWant", "true")

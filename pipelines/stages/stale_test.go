@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/deploy"
+	"github.com/gantry-dev/gantry/internal/gittest"
 	"github.com/gantry-dev/gantry/pipelines"
 )
 
@@ -41,17 +41,7 @@ func (a *auditRecorder) Record(_ context.Context, e audit.Event) error {
 func gitHistory(t *testing.T) (string, map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com",
-			"GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := gittest.Git(t, dir)
 	git("init", "-q", "-b", "main")
 	git("config", "uploadpack.allowReachableSHA1InWant", "true")
 	sha := map[string]string{}
