@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/gantry-dev/gantry/admission/objects"
 	"github.com/gantry-dev/gantry/config"
 )
 
@@ -224,4 +227,77 @@ func TestBreakGlassReview(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzBreakGlassUpdate: whatever the old and new objects, a user outside
+// the break-glass groups and propagators never gets an object admitted by
+// break-glass, and never gets one through that adds or changes the
+// annotation; a member's admission by break-glass is never past
+// maxDuration.
+func FuzzBreakGlassUpdate(f *testing.F) {
+	const bg = `{"gantry.dev/break-glass-until":"2026-11-01T12:30:00Z"}`
+	tmpl := func(ann, sc string) string {
+		return `{"metadata":{"name":"w"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"annotations":` + ann +
+			`},"spec":{"containers":[{"name":"a","image":"r/x@sha256:` + strings.Repeat("a", 64) + `","securityContext":` + sc + `}]}}}}`
+	}
+	f.Add("Deployment", tmpl(`{}`, `{"privileged":true}`), tmpl(bg, `{"privileged":true}`), uint8(0))
+	f.Add("Deployment", tmpl(bg, `{"privileged":true}`), tmpl(bg, `{"runAsUser":0}`), uint8(1))
+	f.Add("Pod", podJSON("p", bg, "", ctr("a", "r/x@sha256:"+strings.Repeat("b", 64), `{"privileged":true}`)),
+		podJSON("p", `{"gantry.dev/break-glass-until":"2026-11-01T12:59:00Z"}`, "", ctr("a", "r/x@sha256:"+strings.Repeat("b", 64), `{"privileged":true}`)), uint8(2))
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	cfg := config.DefaultAdmission()
+	cfg.VerifySignatures = false
+	cfg.BreakGlass.Groups = []string{"sre"}
+	cfg.BreakGlass.MaxDuration = time.Hour
+	cfg.Exemptions = []config.AdmissionExemption{{User: "mallory", Rules: []string{"podSecurity"}, Reason: "fuzz"}}
+	e, err := New(cfg, Options{Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	users := []struct {
+		name   string
+		groups []string
+	}{{"mallory", []string{"dev"}}, {"bob", []string{"sre"}}, {"system:serviceaccount:kube-system:replicaset-controller", nil}}
+	f.Fuzz(func(t *testing.T, kind, oldRaw, newRaw string, who uint8) {
+		var gvk schema.GroupVersionKind
+		for _, k := range objects.Kinds() {
+			if k.Kind == kind {
+				gvk = k
+			}
+		}
+		w, err := objects.Decode(gvk, []byte(newRaw))
+		if err != nil {
+			return
+		}
+		old, _ := objects.Decode(gvk, []byte(oldRaw))
+		u := users[int(who)%len(users)]
+		d := e.Evaluate(context.Background(), Request{Operation: "UPDATE", Namespace: "fn", Username: u.name, Groups: u.groups, Workload: w, Old: old})
+		if !d.Allowed && len(d.Violations) == 0 {
+			t.Fatal("denied without a violation")
+		}
+		if d.BreakGlass != "" {
+			until, err := time.Parse(time.RFC3339, d.BreakGlass)
+			if err != nil || !until.After(now) || until.Sub(now) > cfg.BreakGlass.MaxDuration {
+				t.Fatalf("admitted by break-glass until %q", d.BreakGlass)
+			}
+		}
+		if u.name != "mallory" {
+			return
+		}
+		if d.BreakGlass != "" {
+			t.Fatal("a non-member admitted by break-glass")
+		}
+		set := func(newAnn, oldAnn map[string]string) bool {
+			v, ok := newAnn[cfg.BreakGlass.Annotation]
+			ov, had := oldAnn[cfg.BreakGlass.Annotation]
+			return ok && (!had || ov != v)
+		}
+		var oldPod, oldObj map[string]string
+		if old != nil {
+			oldPod, oldObj = old.PodMeta.Annotations, old.Object.Annotations
+		}
+		if d.Allowed && (set(w.PodMeta.Annotations, oldPod) || kind != "Pod" && set(w.Object.Annotations, oldObj)) {
+			t.Fatal("a non-member added or changed the break-glass annotation")
+		}
+	})
 }
