@@ -135,7 +135,8 @@ type Options struct {
 	Metrics  *Metrics
 	Now      func() time.Time
 	// Audit, when set, receives a record of every exemption used and every
-	// break-glass annotation on a refused object (nil: logged only).
+	// break-glass annotation set, used, refused or ignored (nil: logged
+	// only).
 	Audit audit.Sink
 	// AuditTimeout bounds the audit writes of one review (default 1s).
 	AuditTimeout time.Duration
@@ -219,10 +220,29 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 
 	// Updates that leave the pod spec alone (labels, finalizers, scaling)
 	// are not re-judged, as in Pod Security Admission: an old object must
-	// stay deletable and scalable.
-	if req.Operation == "UPDATE" && req.Old != nil && req.Old.Spec != nil && w.Spec != nil &&
-		equality.Semantic.DeepEqual(req.Old.Spec, w.Spec) {
+	// stay deletable and scalable. One that adds or renews a break-glass
+	// annotation is (breakglass.go): it arms the pods a controller creates
+	// next.
+	specUnchanged := req.Operation == "UPDATE" && req.Old != nil && req.Old.Spec != nil && w.Spec != nil &&
+		equality.Semantic.DeepEqual(req.Old.Spec, w.Spec)
+	bg := e.reviewBreakGlass(req, specUnchanged)
+	if specUnchanged && (!bg.set || bg.role == bgPropagator) {
 		d.Allowed, d.Unchanged = true, true
+		return d
+	}
+
+	// Audit records are written once, after the decision, before the answer.
+	var records []audit.Event
+	defer func() { e.record(ctx, records) }()
+
+	if bg.refused != nil {
+		// Whatever the mode or exemptions: the annotation exists only to
+		// override them.
+		d.Violations = []Violation{*bg.refused}
+		e.o.Metrics.violations.WithLabelValues(RuleBreakGlass, mode).Inc()
+		e.o.Metrics.breakGlassRefused.Inc()
+		e.o.Log.Warn("admission break-glass annotation refused", "object", d.Object, "user", req.Username, "reason", bg.refused.Message)
+		records = append(records, breakGlassEvent(req, &d, bg.value, "", bg.refused.Message, d.Violations))
 		return d
 	}
 	if w.Spec == nil {
@@ -268,7 +288,6 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 	}
 	sortViolations(vios)
 	d.Violations = vios
-	var records []audit.Event
 	for _, u := range used {
 		d.Exempt = append(d.Exempt, u.String())
 		e.o.Metrics.exemptions.Inc()
@@ -278,27 +297,30 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 
 	if len(vios) == 0 {
 		d.Allowed = true
-		e.record(ctx, records)
+		if bg.set && bg.role == bgMember {
+			// Armed in advance: the pods a controller creates from it later
+			// inherit it, so it is recorded now.
+			d.Notes = append(d.Notes, "break-glass: annotation accepted until "+bg.until+" (nothing to admit now)")
+			e.o.Log.Warn("admission break-glass annotation set", "object", d.Object, "user", req.Username, "until", bg.until)
+			records = append(records, breakGlassEvent(req, &d, bg.value, bg.until, "annotation set; no violation to admit now", nil))
+		}
 		return d
 	}
 	for _, v := range vios {
 		e.o.Metrics.violations.WithLabelValues(v.Rule, mode).Inc()
 	}
-	bgValue, bg, note, ok := e.breakGlass(req)
-	if ok {
-		d.Allowed, d.BreakGlass = true, bg
-		d.Notes = append(d.Notes, "break-glass: admitted despite "+plural(len(vios), "violation")+" until "+bg)
+	if bg.until != "" {
+		d.Allowed, d.BreakGlass = true, bg.until
+		d.Notes = append(d.Notes, "break-glass: admitted despite "+plural(len(vios), "violation")+" until "+bg.until)
 		e.o.Metrics.breakGlass.Inc()
-		e.o.Log.Warn("admission break-glass used", "object", d.Object, "user", req.Username, "until", bg,
+		e.o.Log.Warn("admission break-glass used", "object", d.Object, "user", req.Username, "until", bg.until,
 			"violations", violationStrings(vios))
-		e.record(ctx, append(records, breakGlassEvent(req, &d, bgValue, bg, "", vios)))
+		records = append(records, breakGlassEvent(req, &d, bg.value, bg.until, "", vios))
 		return d
-	} else if note != "" {
-		d.Notes = append(d.Notes, note)
-		records = append(records, breakGlassEvent(req, &d, bgValue, "", note, vios))
+	} else if bg.note != "" {
+		d.Notes = append(d.Notes, bg.note)
+		records = append(records, breakGlassEvent(req, &d, bg.value, "", bg.note, vios))
 	}
-	// Recorded before the answer, whatever the mode decides below.
-	defer e.record(ctx, records)
 	switch mode {
 	case ModeWarn:
 		d.Allowed = true
@@ -689,44 +711,6 @@ func (e *Evaluator) nonRootViolation(w *objects.Workload, c container, users []i
 	return nil
 }
 
-// breakGlass reports whether a valid break-glass annotation admits the
-// request, and otherwise a note when an annotation was present but ignored.
-// value is the annotation as written.
-func (e *Evaluator) breakGlass(req Request) (value, until, note string, ok bool) {
-	if len(e.bgGroups) == 0 {
-		return "", "", "", false
-	}
-	val, present := req.Workload.PodMeta.Annotations[e.cfg.BreakGlass.Annotation]
-	if !present {
-		val, present = req.Workload.Object.Annotations[e.cfg.BreakGlass.Annotation]
-	}
-	if !present {
-		return "", "", "", false
-	}
-	member := false
-	for _, g := range req.Groups {
-		if e.bgGroups[g] {
-			member = true
-		}
-	}
-	if !member && !e.bgProp[req.Username] {
-		e.o.Metrics.breakGlassRefused.Inc()
-		e.o.Log.Warn("admission break-glass annotation ignored: user not in breakGlass.groups", "user", req.Username, "object", req.Workload.String())
-		return val, "", fmt.Sprintf("break-glass annotation %s ignored: user %q is not in a break-glass group", e.cfg.BreakGlass.Annotation, req.Username), false
-	}
-	t, err := time.Parse(time.RFC3339, val)
-	now := e.o.Now()
-	switch {
-	case err != nil:
-		return val, "", fmt.Sprintf("break-glass annotation %s ignored: %q is not an RFC 3339 time", e.cfg.BreakGlass.Annotation, shorten(val, 64)), false
-	case !t.After(now):
-		return val, "", fmt.Sprintf("break-glass annotation %s ignored: expired at %s", e.cfg.BreakGlass.Annotation, t.UTC().Format(time.RFC3339)), false
-	case t.Sub(now) > e.cfg.BreakGlass.MaxDuration:
-		return val, "", fmt.Sprintf("break-glass annotation %s ignored: expiry more than %s ahead", e.cfg.BreakGlass.Annotation, e.cfg.BreakGlass.MaxDuration), false
-	}
-	return val, t.UTC().Format(time.RFC3339), "", true
-}
-
 func shorten(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
@@ -736,7 +720,7 @@ func shorten(s string, n int) string {
 }
 
 func sortViolations(v []Violation) {
-	order := map[string]int{RuleSignature: 0, RulePodSecurity: 1, RuleNonRoot: 2}
+	order := map[string]int{RuleBreakGlass: -1, RuleSignature: 0, RulePodSecurity: 1, RuleNonRoot: 2}
 	slices.SortStableFunc(v, func(a, b Violation) int {
 		if c := order[a.Rule] - order[b.Rule]; c != 0 {
 			return c

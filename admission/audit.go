@@ -12,7 +12,7 @@ import (
 )
 
 // Bending the policy leaves a trace: every exemption used and every
-// break-glass annotation (admitted or refused) is an audit record, written
+// break-glass annotation set, used, refused or ignored is an audit record, written
 // before the review is answered. The record names who (the Kubernetes user
 // and groups), what (object, namespace, operation, review uid), which rules
 // were bent and why (the exemption's reason, the break-glass expiry). It
@@ -72,9 +72,10 @@ func exemptionEvent(req Request, d *Decision, u usedExemption) audit.Event {
 	return e
 }
 
-// breakGlassEvent records a break-glass annotation on a refused object:
-// outcome ok when it admitted the object (until is the expiry), denied
-// when it was ignored (note says why).
+// breakGlassEvent records a break-glass review: outcome ok when the
+// annotation was accepted (until is the expiry; note, when set, replaces
+// "admitted despite N violations"), denied when it was refused or ignored
+// (note says why).
 func breakGlassEvent(req Request, d *Decision, value, until, note string, vios []Violation) audit.Event {
 	e := auditBase(req, d, audit.ActionAdmissionBreakGlass)
 	var rules []string
@@ -83,10 +84,15 @@ func breakGlassEvent(req Request, d *Decision, value, until, note string, vios [
 			rules = append(rules, v.Rule)
 		}
 	}
-	e.Details["rules"] = strings.Join(rules, ",")
-	e.Details["violations"] = strconv.Itoa(len(vios)) + ": " + strings.Join(violationStrings(vios), "; ")
+	if len(vios) > 0 {
+		e.Details["rules"] = strings.Join(rules, ",")
+		e.Details["violations"] = strconv.Itoa(len(vios)) + ": " + strings.Join(violationStrings(vios), "; ")
+	}
 	if until != "" {
-		e.Outcome, e.Reason = audit.OutcomeOK, "admitted despite "+plural(len(vios), "violation")
+		e.Outcome, e.Reason = audit.OutcomeOK, note
+		if note == "" {
+			e.Reason = "admitted despite " + plural(len(vios), "violation")
+		}
 		e.Details["expires"] = until
 	} else {
 		e.Outcome, e.Reason = audit.OutcomeDenied, note

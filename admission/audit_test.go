@@ -91,16 +91,19 @@ func TestAuditRecords(t *testing.T) {
 		{name: "break-glass by a non-member is recorded as denied", cfg: bgCfg, req: pod(bgAnn(now.Add(time.Hour)), ctr("app", unsigned, "")),
 			want: []want{{
 				action: audit.ActionAdmissionBreakGlass, actor: "alice", outcome: audit.OutcomeDenied, reason: "not in a break-glass group",
-				details: map[string]string{"expires": "2026-11-01T13:00:00Z", "rules": "signature"},
+				details: map[string]string{"expires": "2026-11-01T13:00:00Z", "rules": "breakGlass"},
 			}}},
 		{name: "expired break-glass is recorded as denied", cfg: bgCfg, req: as(pod(bgAnn(now.Add(-time.Minute)), ctr("app", unsigned, "")), "bob", "sre"),
 			want: []want{{action: audit.ActionAdmissionBreakGlass, actor: "bob", outcome: audit.OutcomeDenied, reason: "expired"}}},
-		{name: "break-glass on an object that needs none: no record", cfg: bgCfg,
-			req: as(pod(bgAnn(now.Add(time.Hour)), ctr("app", good, "")), "bob", "sre"), allowed: true},
-		{name: "break-glass in warn mode is still recorded", cfg: func(c *config.Admission) {
+		{name: "break-glass armed on an object that needs none is recorded", cfg: bgCfg,
+			req: as(pod(bgAnn(now.Add(time.Hour)), ctr("app", good, "")), "bob", "sre"), allowed: true, want: []want{{
+				action: audit.ActionAdmissionBreakGlass, actor: "bob", outcome: audit.OutcomeOK, reason: "no violation to admit now",
+				details: map[string]string{"expires": "2026-11-01T13:00:00Z", "rules": ""},
+			}}},
+		{name: "break-glass by a non-member is refused in warn mode too", cfg: func(c *config.Admission) {
 			bgCfg(c)
 			c.Mode = "warn"
-		}, req: pod(bgAnn(now.Add(time.Hour)), ctr("app", unsigned, "")), allowed: true, want: []want{{
+		}, req: pod(bgAnn(now.Add(time.Hour)), ctr("app", unsigned, "")), want: []want{{
 			action: audit.ActionAdmissionBreakGlass, actor: "alice", outcome: audit.OutcomeDenied, details: map[string]string{"mode": "warn"},
 		}}},
 		{name: "exemption and break-glass in one review", cfg: func(c *config.Admission) {

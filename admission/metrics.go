@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		breakGlassRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gantry_admission_break_glass_refused_total",
-			Help: "Break-glass annotations ignored because the user is not in a break-glass group.",
+			Help: "Break-glass annotations refused (set, extended or carried into a changed pod spec by a user not in a break-glass group, or not a valid expiry).",
 		}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gantry_admission_audit_failures_total",

@@ -17,10 +17,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/tonistiigi/fsutil"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -138,5 +140,66 @@ func TestKubeAPIServerStoresNamespaceAndPod(t *testing.T) {
 	bad.Name = "Not_A_Valid_Name"
 	if _, err := cs.CoreV1().Pods(nsName).Create(ctx, bad, metav1.CreateOptions{}); err == nil {
 		t.Fatal("API server accepted an invalid pod name")
+	}
+}
+
+// TestControllersCreateReplicaSetsAndPods: the second cluster runs the
+// Deployment and ReplicaSet controllers (a Deployment gets Pods), and the
+// first runs none (a Deployment there stays alone).
+func TestControllersCreateReplicaSetsAndPods(t *testing.T) {
+	env := testenv.RequireControllers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nsName := fmt.Sprintf("itest-ctl-%d", time.Now().UnixNano())
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(2)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: env.BaseImage}}},
+			},
+		},
+	}
+	var clusters []*kubernetes.Clientset
+	for _, kc := range []string{env.ControllersKubeconfig, env.Kubeconfig} {
+		rc, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), nsName, metav1.DeleteOptions{}) })
+		if _, err := cs.AppsV1().Deployments(nsName).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		clusters = append(clusters, cs)
+	}
+	for {
+		pods, err := clusters[0].CoreV1().Pods(nsName).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) == 2 {
+			if own := pods.Items[0].OwnerReferences; len(own) != 1 || own[0].Kind != "ReplicaSet" {
+				t.Fatalf("pod owners %+v, want its ReplicaSet", own)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the controllers cluster made %d pods of 2", len(pods.Items))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	rs, err := clusters[1].AppsV1().ReplicaSets(nsName).List(ctx, metav1.ListOptions{})
+	if err != nil || len(rs.Items) != 0 {
+		t.Fatalf("the first cluster runs a Deployment controller: %d ReplicaSets (%v)", len(rs.Items), err)
 	}
 }

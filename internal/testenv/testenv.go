@@ -37,6 +37,9 @@ const (
 	KeyKubeAPIBin    = "GANTRY_KUBE_APISERVER_BIN"
 	KeyEtcdBin       = "GANTRY_ETCD_BIN"
 	KeyTrivy         = "GANTRY_TRIVY"
+	// The second cluster, where kube-controller-manager runs.
+	KeyControllersKubeconfig    = "GANTRY_CONTROLLERS_KUBECONFIG"
+	KeyKubeControllerManagerBin = "GANTRY_KUBE_CONTROLLER_MANAGER_BIN"
 
 	// EnvFileVar names an env file explicitly; otherwise Find looks for
 	// .testenv/env in the enclosing module root.
@@ -59,6 +62,12 @@ type Env struct {
 	KubeAPIBin    string
 	EtcdBin       string
 	Trivy         string // the trivy CLI at the version go.mod requires
+	// ControllersKubeconfig is the admin kubeconfig of a second API server
+	// (same etcd, another prefix) where kube-controller-manager runs the
+	// Deployment, ReplicaSet and namespace controllers, each as its own
+	// ServiceAccount. The first API server runs no controllers.
+	ControllersKubeconfig    string
+	KubeControllerManagerBin string
 }
 
 func (e *Env) fields() map[string]*string {
@@ -67,7 +76,8 @@ func (e *Env) fields() map[string]*string {
 		KeyBaseImage: &e.BaseImage, KeyKubeconfig: &e.Kubeconfig, KeyKubeAPIServer: &e.KubeAPIServer,
 		KeyEtcd: &e.Etcd, KeyBuildctl: &e.Buildctl, KeyKubectl: &e.Kubectl, KeyCosign: &e.Cosign,
 		KeyNATSServer: &e.NATSServer, KeyKubeAPIBin: &e.KubeAPIBin, KeyEtcdBin: &e.EtcdBin,
-		KeyTrivy: &e.Trivy,
+		KeyTrivy: &e.Trivy, KeyControllersKubeconfig: &e.ControllersKubeconfig,
+		KeyKubeControllerManagerBin: &e.KubeControllerManagerBin,
 	}
 }
 
@@ -172,6 +182,18 @@ func Require(t testing.TB) *Env {
 	e, err := Open()
 	if err != nil {
 		t.Fatalf("%v; or use `go test -short` for unit tests only", err)
+	}
+	return e
+}
+
+// RequireControllers is Require for tests that need the workload
+// controllers (kube-controller-manager): it fails t when the environment
+// was started by an older hack/testenv without them.
+func RequireControllers(t testing.TB) *Env {
+	t.Helper()
+	e := Require(t)
+	if e.ControllersKubeconfig == "" {
+		t.Fatalf("the test environment runs no kube-controller-manager (%s is empty): restart it with `hack/testenv down && hack/testenv up`", KeyControllersKubeconfig)
 	}
 	return e
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,7 +28,14 @@ type daemon struct {
 }
 
 // order matters: later daemons depend on earlier ones.
-var daemonNames = []string{"registry", "buildkitd", "etcd", "kube-apiserver"}
+//
+// Two API servers share etcd under different prefixes, so they are two
+// clusters. The first runs no controllers: deploy tests play the
+// Deployment controller there (they write Deployment status themselves).
+// The second ("controllers") has a kube-controller-manager whose
+// Deployment and ReplicaSet controllers create ReplicaSets and Pods as
+// their own ServiceAccounts, for tests of what a controller writes.
+var daemonNames = []string{"registry", "buildkitd", "etcd", "kube-apiserver", "kube-apiserver-controllers", "kube-controller-manager"}
 
 func (r *rig) pidFile(name string) string { return filepath.Join(r.state, "run", name+".pid") }
 func (r *rig) logFile(name string) string { return filepath.Join(r.state, "logs", name+".log") }
@@ -74,11 +79,12 @@ func (r *rig) up() error {
 			return err
 		}
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(6)
 	if err != nil {
 		return err
 	}
 	regPort, etcdPort, etcdPeerPort, apiPort := ports[0], ports[1], ports[2], ports[3]
+	ctlAPIPort, kcmPort := ports[4], ports[5]
 	env := &testenv.Env{
 		Dir:           r.state,
 		Registry:      "127.0.0.1:" + strconv.Itoa(regPort),
@@ -97,13 +103,23 @@ func (r *rig) up() error {
 	}
 	env.BuildkitAddr = addr
 	etcdd := r.etcdDaemon(t, etcdPort, etcdPeerPort)
-	apid, kubeconfig, err := r.apiServerDaemon(t, apiPort, env.Etcd)
+	pki, err := writePKI(filepath.Join(r.state, "kube"))
+	if err != nil {
+		return err
+	}
+	apid, kubeconfig, err := r.apiServerDaemon(t, "kube-apiserver", apiPort, env.Etcd, "/registry", pki)
 	if err != nil {
 		return err
 	}
 	env.Kubeconfig = kubeconfig
+	ctlAPId, ctlKubeconfig, err := r.apiServerDaemon(t, "kube-apiserver-controllers", ctlAPIPort, env.Etcd, "/registry-controllers", pki)
+	if err != nil {
+		return err
+	}
+	env.ControllersKubeconfig = ctlKubeconfig
+	kcmd := r.controllerManagerDaemon(t, kcmPort, ctlAPIPort, ctlKubeconfig, pki)
 
-	for _, d := range []*daemon{regd, bkd, etcdd, apid} {
+	for _, d := range []*daemon{regd, bkd, etcdd, apid, ctlAPId, kcmd} {
 		if err := r.start(d); err != nil {
 			_ = r.down()
 			return err
@@ -129,7 +145,7 @@ func (t *tools) setPaths(env *testenv.Env) bool {
 	}{
 		{&env.Buildctl, t.buildctl}, {&env.Kubectl, t.kubectl}, {&env.Cosign, t.cosign},
 		{&env.NATSServer, t.natsServer}, {&env.KubeAPIBin, t.kubeAPIServer}, {&env.EtcdBin, t.etcd},
-		{&env.Trivy, t.trivy},
+		{&env.Trivy, t.trivy}, {&env.KubeControllerManagerBin, t.kubeControllerManager},
 	} {
 		if *p.dst != p.v {
 			*p.dst, changed = p.v, true
@@ -210,9 +226,9 @@ func (r *rig) down() error {
 func (r *rig) status() {
 	for _, name := range daemonNames {
 		if pid, ok := r.livePid(name); ok {
-			fmt.Printf("%-15s running (pid %d)\n", name, pid)
+			fmt.Printf("%-26s running (pid %d)\n", name, pid)
 		} else {
-			fmt.Printf("%-15s stopped\n", name)
+			fmt.Printf("%-26s stopped\n", name)
 		}
 	}
 }
@@ -415,27 +431,27 @@ func (r *rig) etcdDaemon(t *tools, port, peerPort int) *daemon {
 	}
 }
 
-func (r *rig) apiServerDaemon(t *tools, port int, etcd string) (*daemon, string, error) {
+// apiServerDaemon runs one kube-apiserver over etcd under etcdPrefix (one
+// cluster per prefix), with the shared PKI, and writes its admin
+// kubeconfig.
+func (r *rig) apiServerDaemon(t *tools, name string, port int, etcd, etcdPrefix string, pki *pki) (*daemon, string, error) {
 	dir := filepath.Join(r.state, "kube")
-	pki, err := writePKI(dir)
-	if err != nil {
-		return nil, "", err
-	}
 	server := "https://127.0.0.1:" + strconv.Itoa(port)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if name != "kube-apiserver" {
+		kubeconfig += "-" + strings.TrimPrefix(name, "kube-apiserver-")
+	}
 	if err := writeKubeconfig(kubeconfig, server, pki); err != nil {
 		return nil, "", err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pki.caPEM)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	return &daemon{
-		name: "kube-apiserver",
+		name: name,
 		argv: []string{t.kubeAPIServer,
 			"--etcd-servers", etcd,
+			"--etcd-prefix", etcdPrefix,
 			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
 			"--secure-port", strconv.Itoa(port),
-			"--cert-dir", filepath.Join(dir, "certs"),
+			"--cert-dir", filepath.Join(dir, "certs-"+name),
 			"--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey,
 			"--client-ca-file", pki.caCert,
 			"--token-auth-file", pki.tokens,
@@ -444,8 +460,8 @@ func (r *rig) apiServerDaemon(t *tools, port int, etcd string) (*daemon, string,
 			"--service-account-signing-key-file", pki.saKey,
 			"--service-account-issuer", "https://kubernetes.default.svc",
 			"--service-cluster-ip-range", "10.96.0.0/24",
-			// No controller-manager runs, so nothing would create the
-			// "default" ServiceAccount that this plugin insists on.
+			// No serviceaccount controller runs, so nothing would create
+			// the "default" ServiceAccount that this plugin insists on.
 			"--disable-admission-plugins", "ServiceAccount",
 			"--endpoint-reconciler-type", "none",
 			// Without it the API server itself refuses privileged pods,
@@ -453,8 +469,50 @@ func (r *rig) apiServerDaemon(t *tools, port int, etcd string) (*daemon, string,
 			"--allow-privileged=true",
 			"--profiling=false",
 		},
-		ready: httpReady(server+"/readyz", client, http.Header{"Authorization": {"Bearer " + pki.adminToken}}),
+		ready: httpReady(server+"/readyz", pki.client(), pki.adminHeader()),
 	}, kubeconfig, nil
+}
+
+// controllerManagerDaemon runs kube-controller-manager against the
+// "controllers" API server: the Deployment and ReplicaSet controllers (and
+// the namespace controller, so that a deleted test namespace really goes),
+// each acting as its own ServiceAccount
+// (system:serviceaccount:kube-system:replicaset-controller, …) as in a
+// real cluster, where admission sees them by those names.
+func (r *rig) controllerManagerDaemon(t *tools, port, apiPort int, kubeconfig string, pki *pki) *daemon {
+	api := "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	healthz := httpReady("https://127.0.0.1:"+strconv.Itoa(port)+"/healthz", pki.client(), nil)
+	var sas []func(context.Context) error
+	for _, sa := range []string{"deployment-controller", "replicaset-controller"} {
+		sas = append(sas, httpReady(api+"/api/v1/namespaces/kube-system/serviceaccounts/"+sa, pki.client(), pki.adminHeader()))
+	}
+	return &daemon{
+		name: "kube-controller-manager",
+		argv: []string{t.kubeControllerManager,
+			"--kubeconfig", kubeconfig,
+			// No request-header CA here: do not look it up (it would be
+			// retried, and logged, forever).
+			"--authentication-kubeconfig", kubeconfig, "--authentication-skip-lookup",
+			"--authorization-kubeconfig", kubeconfig,
+			"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
+			// The loopback serving pair of the rig (valid for 127.0.0.1).
+			"--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey,
+			"--controllers", "deployment-controller,replicaset-controller,namespace-controller",
+			"--use-service-account-credentials",
+			"--leader-elect=false",
+			"--profiling=false",
+		},
+		// Ready when it serves and has made the ServiceAccounts its
+		// controllers run as (it does so as it starts each of them).
+		ready: func(ctx context.Context) error {
+			for _, probe := range append([]func(context.Context) error{healthz}, sas...) {
+				if err := probe(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
 
 // buildBaseImage makes a small image with a shell (busybox) offline and

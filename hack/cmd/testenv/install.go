@@ -41,6 +41,7 @@ var debianPackages = []struct{ name, file string }{
 type tools struct {
 	buildkitd, buildctl          string
 	etcd, kubeAPIServer, kubectl string
+	kubeControllerManager        string
 	cosign, natsServer           string
 	staticcheck                  string
 	trivy                        string
@@ -84,8 +85,8 @@ func (r *rig) install() (*tools, error) {
 	}
 	t.buildkitd, t.buildctl = filepath.Join(bk, "buildkitd"), filepath.Join(bk, "buildctl")
 
-	// etcd, kube-apiserver and kubectl come from the nested hack/kube-rig
-	// module; its cache key is the hash of its go.mod and go.sum, so a bump
+	// etcd, kube-apiserver, kube-controller-manager and kubectl come from
+	// the nested hack/kube-rig module; its cache key is the hash of its go.mod and go.sum, so a bump
 	// there rebuilds.
 	rigDir := filepath.Join(r.root, "hack", "kube-rig")
 	key, err := hashFiles(filepath.Join(rigDir, "go.mod"), filepath.Join(rigDir, "go.sum"))
@@ -93,12 +94,13 @@ func (r *rig) install() (*tools, error) {
 		return nil, err
 	}
 	kube := filepath.Join(bin, "kube-rig-"+key)
-	if err := ensureBuilt(kube, "etcd + kube-apiserver + kubectl "+kubeVersion, "~5-6 min, 2.5 GB RAM", func(tmp string) error {
+	if err := ensureBuilt(kube, "etcd + kube-apiserver + kube-controller-manager + kubectl "+kubeVersion, "~5-8 min, 2.5 GB RAM", func(tmp string) error {
 		v := "k8s.io/component-base/version"
 		ld := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=%s",
 			v, kubeVersion, v, v, kubeVersion)
 		if err := run(rigDir, nil, "go", "build", "-trimpath", "-ldflags", ld, "-o", tmp+"/",
-			"go.etcd.io/etcd/server/v3", "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
+			"go.etcd.io/etcd/server/v3", "k8s.io/kubernetes/cmd/kube-apiserver",
+			"k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
 			return err
 		}
 		// etcd's main package is the module root, so its binary is "server".
@@ -107,6 +109,7 @@ func (r *rig) install() (*tools, error) {
 		return nil, err
 	}
 	t.etcd, t.kubeAPIServer, t.kubectl = filepath.Join(kube, "etcd"), filepath.Join(kube, "kube-apiserver"), filepath.Join(kube, "kubectl")
+	t.kubeControllerManager = filepath.Join(kube, "kube-controller-manager")
 
 	for _, g := range []struct {
 		dst  *string
@@ -216,7 +219,7 @@ func (r *rig) which(name string) (string, error) {
 	}
 	paths := map[string]string{
 		"buildkitd": t.buildkitd, "buildctl": t.buildctl, "etcd": t.etcd,
-		"kube-apiserver": t.kubeAPIServer, "kubectl": t.kubectl, "cosign": t.cosign,
+		"kube-apiserver": t.kubeAPIServer, "kube-controller-manager": t.kubeControllerManager, "kubectl": t.kubectl, "cosign": t.cosign,
 		"nats-server": t.natsServer, "staticcheck": t.staticcheck, "trivy": t.trivy, "runc": t.runc,
 		"docker-registry": t.registry, "busybox": t.busybox,
 	}

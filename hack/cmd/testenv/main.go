@@ -1,5 +1,6 @@
 // Command testenv installs and runs Gantry's test environment: real daemons on
-// loopback (buildkitd, an OCI registry, etcd + kube-apiserver) and the tool
+// loopback (buildkitd, an OCI registry, etcd + kube-apiserver, and a second
+// kube-apiserver with kube-controller-manager) and the tool
 // binaries tests use (buildctl, kubectl, cosign, nats-server, staticcheck, and
 // trivy at the version go.mod requires).
 //
