@@ -145,7 +145,7 @@ func TestOwnershipPolicyClosesTheRace(t *testing.T) {
 	pol.Name += suffix
 	bind.Name += suffix
 	bind.Spec.PolicyName = pol.Name
-	bind.Spec.MatchResources.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": ns}
+	bind.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
 	adm := c.kube.AdmissionregistrationV1()
 	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, &pol, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
