@@ -60,10 +60,14 @@ fuzz:
 	hack/fuzz $(FUZZTIME)
 
 ## bench: every benchmark program under hack/bench, against the test environment.
-## Each prints its figures and its ratio against the raw tool; BENCH=scan runs one.
+## Each prints a table and one JSON line per figure (value, baseline, ratio,
+## target, met); the gantry binary it measures is built first (bin/gantry).
+## BENCH=scan runs one.
 BENCH ?= admission build scan pipeline verify webhooks
-bench: testenv-up
-	@for b in $(BENCH); do echo "==> hack/bench/$$b"; $(GO) run ./hack/bench/$$b || exit 1; done
+bench: build testenv-up
+	@for b in $(BENCH); do echo "==> hack/bench/$$b"; \
+	  case $$b in build|scan|pipeline|verify) args="-gantry $(BIN)/gantry";; *) args="";; esac; \
+	  $(GO) run ./hack/bench/$$b $$args || exit 1; done
 
 clean:
 	rm -rf $(BIN)

@@ -1,15 +1,17 @@
 // Command build compares `gantry build` with `buildctl build` of the same
-// Dockerfile on the same buildkitd, cold and warm cache, and prints the
-// ratios (target: gantry ≤ 1.05× buildctl).
+// Dockerfile on the same buildkitd, cold and warm cache, and Gantry's
+// builder library with BuildKit's own client library, and prints the
+// ratios (target: ≤ 1.05× each) as a table and as JSON lines.
 //
 //	go run ./hack/bench/build [-runs 7] [-gantry bin/gantry]
 //
 // It needs the test environment (hack/testenv up). Both tools push by
 // digest with max-mode provenance and print no progress. "Cold" runs give
 // each build a fresh ARG value, so the RUN and COPY steps miss the cache;
-// "warm" runs repeat the previous build exactly. Three numbers per case:
+// "warm" runs repeat the previous build exactly. Four numbers per case:
 // the gantry process, Gantry's builder library in this process (no
-// process start-up), and the buildctl process; then the start-up time of
+// process start-up), BuildKit's client.Solve in this process, and the
+// buildctl process; then the start-up time of
 // each binary alone (`gantry version`, `buildctl --version`), since the
 // one gantry binary carries every stage's dependencies and their package
 // initialisers.
@@ -25,8 +27,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/moby/buildkit/client"
+	"github.com/tonistiigi/fsutil"
+
 	"github.com/gantry-dev/gantry/builder"
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/hack/bench/internal/report"
 	"github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -113,6 +119,9 @@ func run(runs int, gantryBin string) error {
 				BuildArgs: map[string]string{"BASE": env.BaseImage, "NONCE": nonce}}, builder.Progress{})
 			return err
 		}},
+		{"buildkit client.Solve (library)", func(nonce string) error {
+			return rawSolve(env.BuildkitAddr, ctxDir, repo("raw"), map[string]string{"BASE": env.BaseImage, "NONCE": nonce})
+		}},
 		{"buildctl build", func(nonce string) error {
 			cmd := exec.Command(env.Buildctl, "--addr", env.BuildkitAddr, "build", "--frontend", "dockerfile.v0",
 				"--local", "context="+ctxDir, "--local", "dockerfile="+ctxDir,
@@ -153,11 +162,6 @@ func run(runs int, gantryBin string) error {
 			warm[ti] = append(warm[ti], d)
 		}
 	}
-	fmt.Printf("\nmedian of %d builds each, same buildkitd (%s), push by digest, provenance mode=max\n\n", runs, env.BuildkitAddr)
-	fmt.Printf("%-26s %12s %12s\n", "", "cold", "warm")
-	for ti, tl := range tools {
-		fmt.Printf("%-26s %12s %12s\n", tl.name, median(cold[ti]).Round(time.Millisecond), median(warm[ti]).Round(time.Millisecond))
-	}
 	// Process start-up alone explains the gap between the gantry process
 	// and the library: measure it the same way.
 	var startG, startB []time.Duration
@@ -173,15 +177,83 @@ func run(runs int, gantryBin string) error {
 		}
 		startB = append(startB, d)
 	}
-	fmt.Printf("%-26s %12s %12s\n", "start-up (version)", "gantry "+median(startG).Round(time.Millisecond).String(),
-		"buildctl "+median(startB).Round(time.Millisecond).String())
-	bc := len(tools) - 1
-	fmt.Println()
-	for ti, tl := range tools[:bc] {
-		fmt.Printf("ratio %-36s cold %.3f×   warm %.3f×   (target ≤ 1.05×)\n", tl.name+" / buildctl",
-			ratio(cold[ti], cold[bc]), ratio(warm[ti], warm[bc]))
+
+	// Processes against buildctl, the library against BuildKit's own client
+	// library: never a process against a function call.
+	rep := report.New("build")
+	const gantryProc, gantryLib, rawLib, buildctl = 0, 1, 2, 3
+	kinds := []string{report.Process, report.InProcess, report.InProcess, report.Process}
+	base := map[int]int{gantryProc: buildctl, gantryLib: rawLib}
+	type pair struct{ cold, warm *report.Figure }
+	figs := make([]pair, len(tools))
+	for ti, tl := range tools {
+		figs[ti] = pair{rep.Duration(tl.name+", cold", kinds[ti], median(cold[ti]), runs),
+			rep.Duration(tl.name+", warm", kinds[ti], median(warm[ti]), runs)}
 	}
-	return nil
+	for ti, bi := range base {
+		if err := rep.Compare(figs[ti].cold, *figs[bi].cold, "<=1.05"); err != nil {
+			return err
+		}
+		if err := rep.Compare(figs[ti].warm, *figs[bi].warm, "<=1.05"); err != nil {
+			return err
+		}
+	}
+	sg := rep.Duration("gantry version (start-up)", report.Process, median(startG), runs)
+	sb := rep.Duration("buildctl --version (start-up)", report.Process, median(startB), runs)
+	if err := rep.Compare(sg, *sb, ""); err != nil {
+		return err
+	}
+
+	fmt.Printf("\nmedian of %d builds each, same buildkitd (%s), push by digest, provenance mode=max\n\n", runs, env.BuildkitAddr)
+	fmt.Printf("%-34s %-10s %12s %8s %12s %8s\n", "", "kind", "cold", "ratio", "warm", "ratio")
+	ratio := func(f *report.Figure) string {
+		if f.Ratio == nil {
+			return ""
+		}
+		return fmt.Sprintf("%.3fx", *f.Ratio)
+	}
+	for ti, tl := range tools {
+		c, w := figs[ti].cold, figs[ti].warm
+		fmt.Printf("%-34s %-10s %10.0fms %8s %10.0fms %8s\n", tl.name, kinds[ti], c.Value, ratio(c), w.Value, ratio(w))
+	}
+	fmt.Printf("%-34s %-10s %10.1fms %8s (buildctl --version %.1fms)\n", "gantry version (start-up)", report.Process, sg.Value, ratio(sg), sb.Value)
+	fmt.Println("targets: gantry build process <= 1.05x buildctl build; builder.Build <= 1.05x client.Solve")
+	fmt.Println()
+	return rep.WriteJSON(os.Stdout)
+}
+
+// rawSolve is what buildctl does, as a library call: BuildKit's own client,
+// the dockerfile frontend, the same exporter options, no progress display.
+func rawSolve(addr, dir, image string, args map[string]string) error {
+	ctx := context.Background()
+	c, err := client.New(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fsys, err := fsutil.NewFS(dir)
+	if err != nil {
+		return err
+	}
+	attrs := map[string]string{"attest:provenance": "mode=max"}
+	for k, v := range args {
+		attrs["build-arg:"+k] = v
+	}
+	ch := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		for range ch {
+		}
+		close(done)
+	}()
+	_, err = c.Solve(ctx, nil, client.SolveOpt{
+		Frontend: "dockerfile.v0", FrontendAttrs: attrs,
+		LocalMounts: map[string]fsutil.FS{"context": fsys, "dockerfile": fsys},
+		Exports: []client.ExportEntry{{Type: client.ExporterImage,
+			Attrs: map[string]string{"name": image, "push": "true", "push-by-digest": "true"}}},
+	}, ch) // closes ch
+	<-done
+	return err
 }
 
 func runQuiet(cmd *exec.Cmd) error {
@@ -202,8 +274,4 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func ratio(a, b []time.Duration) float64 {
-	return float64(median(a)) / float64(median(b))
 }

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gantry-dev/gantry/hack/bench/internal/report"
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/scanner/scantest"
 )
@@ -118,21 +119,27 @@ func run(runs int, gantryBin, trivyBin string) error {
 			durations[i] = append(durations[i], d)
 		}
 	}
-	medians := make([]time.Duration, len(tools))
+	rep := report.New("scan")
+	figs := make([]*report.Figure, len(tools))
 	for i, tl := range tools {
 		ds := durations[i]
 		slices.Sort(ds)
-		medians[i] = ds[len(ds)/2]
+		figs[i] = rep.Duration(tl.label, report.Process, ds[len(ds)/2], runs)
 		fmt.Printf("%-40s median %8s  (min %s, max %s, %d runs, warm cache)\n", tl.label,
-			medians[i].Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), runs)
+			ds[len(ds)/2].Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), runs)
 	}
-	fmt.Printf("ratio gantry / trivy json       = %.2f×  (target ≤ 1.0×)\n", ratio(medians[0], medians[1]))
-	fmt.Printf("ratio gantry / trivy cyclonedx  = %.2f×\n", ratio(medians[0], medians[2]))
-	fmt.Printf("ratio gantry / (json + cyclonedx, two trivy runs) = %.2f×\n", ratio(medians[0], medians[1]+medians[2]))
-	return nil
+	// One gantry scan writes the findings and the SBOM: against trivy it
+	// is compared with the JSON run (target) and with the CycloneDX run.
+	if err := rep.Compare(figs[0], *figs[1], "<=1.0"); err != nil {
+		return err
+	}
+	fmt.Printf("ratio gantry / trivy json       = %.2f×  (target ≤ 1.0×)\n", *figs[0].Ratio)
+	fmt.Printf("ratio gantry / trivy cyclonedx  = %.2f×\n", ratio(figs[0], figs[2]))
+	fmt.Printf("ratio gantry / (json + cyclonedx, two trivy runs) = %.2f×\n\n", figs[0].Value/(figs[1].Value+figs[2].Value))
+	return rep.WriteJSON(os.Stdout)
 }
 
-func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+func ratio(a, b *report.Figure) float64 { return a.Value / b.Value }
 
 func timeRun(bin string, args, env []string, okRC []int) (time.Duration, error) {
 	cmd := exec.Command(bin, args...)

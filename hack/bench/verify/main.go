@@ -8,15 +8,23 @@
 //   - gantry in-process, cold: a new registry client, policy and verifier
 //     per verification (fresh connections), what `gantry verify` does
 //     once it runs; warm: one verifier reused, as admission runs it.
-//   - gantry process (with -gantry BIN): `gantry verify` as a process.
-//   - cosign process: `cosign verify --key … --insecure-ignore-tlog`; cold
-//     is the first run with an empty HOME/TUF cache, warm the later runs.
+//   - cosign library in-process (cosign.VerifyImageSignatures, a new
+//     registry client each time): the baseline of the in-process figures.
+//   - gantry process (with -gantry BIN; `make bench` passes bin/gantry):
+//     `gantry verify` as a process.
+//   - cosign process: `cosign verify --key … --insecure-ignore-tlog`, the
+//     baseline of the process figures; "first" is the first run with an
+//     empty HOME/TUF cache.
+//
+// Processes are compared with processes, in-process work with in-process
+// work; every figure is also printed as a JSON line (hack/bench/internal/report).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,8 +35,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	sigs "github.com/sigstore/cosign/v2/pkg/signature"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/hack/bench/internal/report"
 	"github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/signer"
@@ -124,9 +135,43 @@ func run(n int, gantryBin string) error {
 	if err != nil {
 		return err
 	}
-	pol, _ := signer.LoadPolicy(policyPath)
-	v, _ := signer.NewVerifier(pol, reg)
+	pol, err := signer.LoadPolicy(policyPath)
+	if err != nil {
+		return err
+	}
+	v, err := signer.NewVerifier(pol, reg)
+	if err != nil {
+		return err
+	}
 	gWarm, err := timeN(n, func() error { return verified(v.Verify(ctx, digest)) })
+	if err != nil {
+		return err
+	}
+
+	// cosign's own library, in process: the in-process baseline. A new
+	// registry client each time (cosign keeps no verdict cache).
+	pub, err := sigs.PublicKeyFromKeyRef(ctx, pubPath)
+	if err != nil {
+		return err
+	}
+	ref, err := name.ParseReference(digest.String(), name.Insecure)
+	if err != nil {
+		return err
+	}
+	cosignLib := func() error {
+		co := &cosign.CheckOpts{SigVerifier: pub, IgnoreTlog: true, IgnoreSCT: true,
+			RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithTransport(http.DefaultTransport.(*http.Transport).Clone()))}}
+		found, _, err := cosign.VerifyImageSignatures(ctx, ref, co)
+		if err == nil && len(found) == 0 {
+			err = fmt.Errorf("cosign library: no verified signature")
+		}
+		return err
+	}
+	lCold, err := timeOnce(cosignLib)
+	if err != nil {
+		return err
+	}
+	lMore, err := timeN(n, cosignLib)
 	if err != nil {
 		return err
 	}
@@ -149,16 +194,7 @@ func run(n int, gantryBin string) error {
 	if err != nil {
 		return err
 	}
-
-	fmt.Printf("image %s (1 signature, policy with 1 key), %d runs each, median\n", digest, n)
-	fmt.Printf("%-44s %10s\n", "measurement", "time")
-	row := func(name string, d time.Duration) { fmt.Printf("%-44s %10s\n", name, d.Round(time.Microsecond)) }
-	row("gantry in-process, first (cold)", gCold)
-	row("gantry in-process, new client each (cold)", gColdMore)
-	row("gantry in-process, reused verifier (warm)", gWarm)
-	row("cosign verify process, first (cold)", cCold)
-	row("cosign verify process, repeated (warm)", cWarm)
-	var gProc time.Duration
+	var gProcCold, gProc time.Duration
 	if gantryBin != "" {
 		grun := func() error {
 			cmd := exec.Command(gantryBin, "verify", digest.String(), "--policy", policyPath)
@@ -168,20 +204,61 @@ func run(n int, gantryBin string) error {
 			}
 			return nil
 		}
+		if gProcCold, err = timeOnce(grun); err != nil {
+			return err
+		}
 		if gProc, err = timeN(n, grun); err != nil {
 			return err
 		}
-		row("gantry verify process (warm)", gProc)
+	}
+
+	rep := report.New("verify")
+	fmt.Printf("image %s (1 signature, policy with 1 key), median of %d runs (first: 1 run)\n", digest, n)
+	fmt.Printf("%-52s %12s %8s\n", "measurement", "time", "ratio")
+	row := func(f *report.Figure) {
+		r := ""
+		if f.Ratio != nil {
+			r = fmt.Sprintf("%.2fx", *f.Ratio)
+		}
+		fmt.Printf("%-52s %10.3fms %8s\n", f.Name, f.Value, r)
+	}
+	// In process: Gantry's verifier against cosign's library.
+	libCold := rep.Duration("cosign library, first", report.InProcess, lCold, 1)
+	libMore := rep.Duration("cosign library, new client each", report.InProcess, lMore, n)
+	figs := []*report.Figure{libCold, libMore}
+	for _, c := range []struct {
+		f    *report.Figure
+		base *report.Figure
+	}{
+		{rep.Duration("gantry verifier, first", report.InProcess, gCold, 1), libCold},
+		{rep.Duration("gantry verifier, new client each", report.InProcess, gColdMore, n), libMore},
+		{rep.Duration("gantry verifier, reused (verdict cache)", report.InProcess, gWarm, n), libMore},
+	} {
+		if err := rep.Compare(c.f, *c.base, "<=1.0"); err != nil {
+			return err
+		}
+		figs = append(figs, c.f)
+	}
+	// Processes: `gantry verify` against `cosign verify`.
+	cliCold := rep.Duration("cosign verify process, first (empty TUF cache)", report.Process, cCold, 1)
+	cliWarm := rep.Duration("cosign verify process", report.Process, cWarm, n)
+	figs = append(figs, cliCold, cliWarm)
+	if gantryBin != "" {
+		pc := rep.Duration("gantry verify process, first", report.Process, gProcCold, 1)
+		pw := rep.Duration("gantry verify process", report.Process, gProc, n)
+		if err := rep.Compare(pc, *cliCold, "<=1.0"); err != nil {
+			return err
+		}
+		if err := rep.Compare(pw, *cliWarm, "<=1.0"); err != nil {
+			return err
+		}
+		figs = append(figs, pc, pw)
+	}
+	for _, f := range figs {
+		row(f)
 	}
 	fmt.Println()
-	ratio := func(name string, a, b time.Duration) { fmt.Printf("%-58s %8.1fx\n", name, float64(a)/float64(b)) }
-	ratio("cold: cosign process first / gantry in-process first", cCold, gCold)
-	ratio("cold: cosign process first / gantry new client", cCold, gColdMore)
-	ratio("warm: cosign process / gantry reused verifier", cWarm, gWarm)
-	if gProc > 0 {
-		ratio("process: cosign verify / gantry verify", cWarm, gProc)
-	}
-	return nil
+	return rep.WriteJSON(os.Stdout)
 }
 
 func verified(res *signer.Result, err error) error {

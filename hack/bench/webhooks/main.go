@@ -2,7 +2,10 @@
 // push deliveries over loopback HTTP to `gantry serve`'s handler, each
 // answered 202 only once its run is durably queued (embedded NATS
 // JetStream on a temporary data dir, or -nats-url). It prints deliveries/s
-// and the p50/p90/p99/max latency to the 202.
+// and the p50/p90/p99/max latency to the 202, first for a baseline: the same
+// signed deliveries verified and published to JetStream by a minimal
+// receiver (baseline.go), then for Gantry's, with the ratios, as a table and
+// as JSON lines.
 //
 //	go run ./hack/bench/webhooks [-n 20000] [-c 16] [-branches 100] [-sync] [-flood 16 -flood-sources 1]
 //
@@ -24,9 +27,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -34,6 +39,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/hack/bench/internal/report"
 	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/server"
@@ -98,10 +104,6 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 
 	// Payloads are built and signed up front: the sender's own work is not
 	// what is measured.
-	type delivery struct {
-		id, sig string
-		body    []byte
-	}
 	ds := make([]delivery, n+conc)
 	for i := range ds {
 		ref := fmt.Sprintf("refs/heads/b%d", i%branches)
@@ -119,7 +121,7 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 		ds[i] = delivery{id: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i), sig: webhooks.Sign(secret, body), body: body}
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}, Timeout: 15 * time.Second}
-	send := func(d delivery) (time.Duration, error) {
+	send := func(url string, d delivery) (time.Duration, error) {
 		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(d.body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-GitHub-Event", "push")
@@ -135,13 +137,31 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 		resp.Body.Close()
 		took := time.Since(start)
 		if err != nil || resp.StatusCode != http.StatusAccepted {
-			return 0, fmt.Errorf("delivery %s: %d %+v %v", d.id, resp.StatusCode, a, err)
+			return 0, fmt.Errorf("delivery %s to %s: %d %+v %v", d.id, url, resp.StatusCode, a, err)
 		}
 		return took, nil
 	}
+
+	// The baseline first: the same signed deliveries, verified and
+	// published to JetStream by a minimal receiver (baseline.go).
+	base, err := startBaseline(ctx, secret, filepath.Join(dir, "baseline"), syncAlways)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < conc && i < n; i++ {
+		if _, err := send(base.url, ds[n+i]); err != nil {
+			base.close()
+			return fmt.Errorf("baseline warm-up: %w", err)
+		}
+	}
+	baseLat, baseElapsed, err := measure(ds[:n], conc, func(d delivery) (time.Duration, error) { return send(base.url, d) })
+	base.close()
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
 	// Warm up connections and JetStream (not counted).
 	for i := 0; i < conc && i < n; i++ {
-		if _, err := send(ds[n+i]); err != nil {
+		if _, err := send(url, ds[n+i]); err != nil {
 			return err
 		}
 	}
@@ -181,7 +201,77 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 			}
 		})
 	}
-	lat := make([]time.Duration, n)
+	lat, elapsed, err := measure(ds, conc, func(d delivery) (time.Duration, error) { return send(url, d) })
+	close(floodDone)
+	floodWG.Wait()
+	stop()
+	<-served
+	if err != nil {
+		return err
+	}
+	pct := func(lat []time.Duration, p float64) time.Duration {
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	depth, _ := q.Depth(ctx)
+	mode := "embedded NATS (no fsync per write)"
+	if syncAlways {
+		mode = "embedded NATS, fsync every write"
+	}
+	if natsURL != "" {
+		mode = "external NATS " + natsURL + " (baseline: embedded)"
+	}
+	fmt.Printf("webhook receiver: %d signed push deliveries, %d concurrent senders, %d branches, %s, GOMAXPROCS=%d\n",
+		n, conc, branches, mode, runtime.GOMAXPROCS(0))
+	rep := report.New("webhooks")
+	type side struct {
+		name    string
+		lat     []time.Duration
+		elapsed time.Duration
+		rate    *report.Figure
+		p50     *report.Figure
+		p99     *report.Figure
+	}
+	sides := []*side{
+		{name: "minimal receiver (HMAC + JetStream publish)", lat: baseLat, elapsed: baseElapsed},
+		{name: "gantry receiver", lat: lat, elapsed: elapsed},
+	}
+	for _, sd := range sides {
+		slices.Sort(sd.lat)
+		sd.rate = rep.Add(report.Figure{Name: sd.name + ", deliveries/s", Kind: report.InProcess,
+			Value: math.Round(float64(n) / sd.elapsed.Seconds()), Unit: "1/s", Samples: n})
+		sd.p50 = rep.Duration(sd.name+", p50 to 202", report.InProcess, pct(sd.lat, 0.50), n)
+		sd.p99 = rep.Duration(sd.name+", p99 to 202", report.InProcess, pct(sd.lat, 0.99), n)
+		fmt.Printf("%-46s %8.0f deliveries/s  p50 %s  p90 %s  p99 %s  max %s\n", sd.name, sd.rate.Value,
+			pct(sd.lat, 0.50).Round(10*time.Microsecond), pct(sd.lat, 0.90).Round(10*time.Microsecond),
+			pct(sd.lat, 0.99).Round(10*time.Microsecond), sd.lat[len(sd.lat)-1].Round(10*time.Microsecond))
+	}
+	// No target: the ratios say what the receiver's checks cost (replay and
+	// push guards, run record, branch index) over publishing alone.
+	g, b := sides[1], sides[0]
+	for _, p := range [][2]*report.Figure{{g.rate, b.rate}, {g.p50, b.p50}, {g.p99, b.p99}} {
+		if err := rep.Compare(p[0], *p[1], ""); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("gantry / minimal: throughput %.2fx, p50 %.2fx, p99 %.2fx\n", *g.rate.Ratio, *g.p50.Ratio, *g.p99.Ratio)
+	fmt.Printf("queued messages: %d (every 202 is a durable queue entry)\n", depth)
+	if flood > 0 {
+		fmt.Printf("flood (guard=%v, gantry receiver only): %d senders from %d addresses, %d bad deliveries (%.0f/s): %d answered 401, %d refused 429 before any HMAC\n",
+			guarded, flood, floodSources, floodSent.Load(), float64(floodSent.Load())/elapsed.Seconds(), floodUnauthorized.Load(), floodLimited.Load())
+	}
+	fmt.Println()
+	return rep.WriteJSON(os.Stdout)
+}
+
+type delivery struct {
+	id, sig string
+	body    []byte
+}
+
+// measure sends every delivery from conc senders and returns each one's
+// latency (in delivery order) and the wall time of the whole.
+func measure(ds []delivery, conc int, send func(delivery) (time.Duration, error)) ([]time.Duration, time.Duration, error) {
+	lat := make([]time.Duration, len(ds))
 	var next atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
@@ -191,7 +281,7 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= n {
+				if i >= len(ds) {
 					return
 				}
 				d, err := send(ds[i])
@@ -204,33 +294,5 @@ func run(n, conc, branches int, natsURL string, syncAlways, supersede bool, floo
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	close(floodDone)
-	floodWG.Wait()
-	stop()
-	<-served
-	if firstErr != nil {
-		return firstErr
-	}
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	depth, _ := q.Depth(ctx)
-	mode := "embedded NATS (no fsync per write)"
-	if syncAlways {
-		mode = "embedded NATS, fsync every write"
-	}
-	if natsURL != "" {
-		mode = "external NATS " + natsURL
-	}
-	fmt.Printf("webhook receiver: %d signed push deliveries, %d concurrent senders, %d branches, cancelSuperseded=%v, %s, GOMAXPROCS=%d\n",
-		n, conc, branches, supersede, mode, runtime.GOMAXPROCS(0))
-	fmt.Printf("deliveries/s: %.0f\n", float64(n)/elapsed.Seconds())
-	fmt.Printf("latency to 202: p50 %s  p90 %s  p99 %s  max %s\n",
-		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
-	fmt.Printf("queued messages: %d (every 202 is a durable queue entry)\n", depth)
-	if flood > 0 {
-		fmt.Printf("flood (guard=%v): %d senders from %d addresses, %d bad deliveries (%.0f/s): %d answered 401, %d refused 429 before any HMAC\n",
-			guarded, flood, floodSources, floodSent.Load(), float64(floodSent.Load())/elapsed.Seconds(), floodUnauthorized.Load(), floodLimited.Load())
-	}
-	return nil
+	return lat, time.Since(start), firstErr
 }
