@@ -55,6 +55,7 @@ type workflow struct {
 }
 
 type step struct {
+	Name string            `yaml:"name"`
 	ID   string            `yaml:"id"`
 	If   string            `yaml:"if"`
 	Uses string            `yaml:"uses"`

@@ -33,8 +33,10 @@ var debianPackages = []struct{ name, file string }{
 	{"busybox-static", "/bin/busybox"},
 	// For the dashboard's browser tests (driven with chromedp).
 	{"chromium", "chromium"},
-	// The workflow contract test runs the workflow step scripts, which use jq.
+	// The workflow contract test runs the workflow step scripts, which use
+	// jq and curl.
 	{"jq", "jq"},
+	{"curl", "curl"},
 }
 
 // tools are the paths of installed binaries.

@@ -1,0 +1,286 @@
+package workflowcheck
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/gittest"
+)
+
+// stepNamed returns the pipeline job's step called name.
+func stepNamed(t *testing.T, w *workflow, name string) step {
+	t.Helper()
+	for _, s := range w.Jobs["pipeline"].Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no step %q", name)
+	return step{}
+}
+
+// runStep runs a step's script as GitHub runs it (bash -eo pipefail) with
+// the runner's files in dir, and returns its output and what it wrote to
+// GITHUB_ENV and GITHUB_OUTPUT.
+func runStep(t *testing.T, s step, dir string, env ...string) (out string, ghEnv, ghOut map[string]string, err error) {
+	t.Helper()
+	envFile, outFile := filepath.Join(dir, "github_env"), filepath.Join(dir, "github_output")
+	for _, f := range []string{envFile, outFile} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", s.Run)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "RUNNER_TEMP="+dir, "GITHUB_ENV="+envFile, "GITHUB_OUTPUT="+outFile,
+		"GITHUB_PATH="+filepath.Join(dir, "github_path")), env...)
+	b, err := cmd.CombinedOutput()
+	return string(b), readKV(t, envFile), readKV(t, outFile), err
+}
+
+func readKV(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+var pinnedBySHA = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$`)
+
+// Every action the workflow uses from elsewhere is pinned by full commit
+// SHA: a moved tag cannot change what runs with the job's OIDC token and
+// registry credentials.
+func TestThirdPartyActionsPinnedBySHA(t *testing.T) {
+	w := readWorkflow(t)
+	n := 0
+	for _, s := range w.Jobs["pipeline"].Steps {
+		if s.Uses == "" || strings.HasPrefix(s.Uses, "./") {
+			continue
+		}
+		n++
+		if !pinnedBySHA.MatchString(s.Uses) {
+			t.Errorf("step %q uses %q: pin it by full commit SHA (owner/repo@<40 hex> # vX.Y.Z)", s.Name, s.Uses)
+		}
+	}
+	if n < 3 {
+		t.Errorf("%d actions found, want checkout, setup-go and upload-sarif at least", n)
+	}
+	// The version comments say what the SHA is.
+	raw, err := os.ReadFile(filepath.Join(root, files[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if i := strings.Index(l, "uses: "); i >= 0 && !regexp.MustCompile(`@[0-9a-f]{40} # v\d+\.\d+\.\d+$`).MatchString(l) {
+			t.Errorf("%q: want `@<sha> # vX.Y.Z`", strings.TrimSpace(l))
+		}
+	}
+}
+
+// jwtWith is an unsigned token whose payload holds claims (the step reads
+// claims only; the runner's token service is what it trusts).
+func jwtWith(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	p, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc(p) + "." + enc([]byte("signature"))
+}
+
+// The step that finds the workflow's own commit: it asks the runner's
+// token service (Authorization header, its own audience), fetches exactly
+// the commit the token names from the repository it names, and refuses
+// claims that are not a repository and a full SHA. Run for real against
+// an httptest token service and a local git server (file://).
+func TestFetchGantryAtTheWorkflowCommit(t *testing.T) {
+	w := readWorkflow(t)
+	s := stepNamed(t, w, "Fetch Gantry at this workflow's commit")
+	srv := t.TempDir()
+	repoDir := filepath.Join(srv, "gantry-dev", "gantry")
+	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git := gittest.Git(t, repoDir)
+	git("init", "-q", "-b", "main")
+	if err := os.WriteFile(filepath.Join(repoDir, "go.mod"), []byte("module example.com/first\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("add", "go.mod")
+	git("commit", "-q", "-m", "first")
+	first := strings.TrimSpace(git("rev-parse", "HEAD"))
+	if err := os.WriteFile(filepath.Join(repoDir, "go.mod"), []byte("module example.com/second\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("commit", "-q", "-am", "second")
+
+	const requestToken = "runner-request-token-5ec7e7"
+	var claims map[string]any
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "bearer "+requestToken || r.URL.Query().Get("audience") != "gantry-workflow-source" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"value": jwtWith(t, claims)})
+	}))
+	defer tokens.Close()
+	env := []string{"ACTIONS_ID_TOKEN_REQUEST_URL=" + tokens.URL + "/token?api-version=2.0",
+		"ACTIONS_ID_TOKEN_REQUEST_TOKEN=" + requestToken, "GITHUB_SERVER_URL=file://" + srv}
+
+	t.Run("the commit the token names, not the branch head", func(t *testing.T) {
+		// The caller pinned the workflow at the first commit; main has moved on.
+		claims = map[string]any{"job_workflow_ref": "gantry-dev/gantry/.github/workflows/gantry.yml@refs/heads/main", "job_workflow_sha": first}
+		dir := t.TempDir()
+		out, ghEnv, ghOut, err := runStep(t, s, dir, env...)
+		if err != nil {
+			t.Fatalf("step failed: %v\n%s", err, out)
+		}
+		if ghOut["repository"] != "gantry-dev/gantry" || ghOut["sha"] != first || ghEnv["GANTRY_SRC"] != filepath.Join(dir, "gantry-src") {
+			t.Errorf("outputs %v env %v", ghOut, ghEnv)
+		}
+		mod, err := os.ReadFile(filepath.Join(dir, "gantry-src", "go.mod"))
+		if err != nil || !strings.Contains(string(mod), "example.com/first") {
+			t.Errorf("checked-out go.mod = %q (%v), want the first commit's", mod, err)
+		}
+		if strings.Contains(out, requestToken) {
+			t.Error("the step printed the runner's request token")
+		}
+	})
+	for _, c := range []struct {
+		name   string
+		claims map[string]any
+		env    []string
+	}{
+		{"no token service (id-token not granted)", nil, []string{"ACTIONS_ID_TOKEN_REQUEST_URL="}},
+		{"wrong request token", map[string]any{"job_workflow_ref": "gantry-dev/gantry/.github/workflows/gantry.yml@refs/heads/main", "job_workflow_sha": first},
+			[]string{"ACTIONS_ID_TOKEN_REQUEST_TOKEN=nope"}},
+		{"short sha", map[string]any{"job_workflow_ref": "gantry-dev/gantry/.github/workflows/gantry.yml@v1", "job_workflow_sha": first[:12]}, nil},
+		{"path in the repository", map[string]any{"job_workflow_ref": "gantry-dev/../../etc/.github/workflows/gantry.yml@v1", "job_workflow_sha": first}, nil},
+		{"option as repository", map[string]any{"job_workflow_ref": "--upload-pack=touch /tmp/x/.github/workflows/gantry.yml@v1", "job_workflow_sha": first}, nil},
+		{"no claims", map[string]any{"sub": "repo:acme/app:ref:refs/heads/main"}, nil},
+		{"a commit the repository does not have", map[string]any{"job_workflow_ref": "gantry-dev/gantry/.github/workflows/gantry.yml@v1", "job_workflow_sha": strings.Repeat("ab", 20)}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			claims = c.claims
+			dir := t.TempDir()
+			out, ghEnv, ghOut, err := runStep(t, s, dir, append(slicesClone(env), c.env...)...)
+			if err == nil {
+				t.Fatalf("step passed:\n%s", out)
+			}
+			t.Logf("refused: %s", strings.TrimSpace(out))
+			if ghEnv["GANTRY_SRC"] != "" || ghOut["sha"] != "" {
+				t.Errorf("a refused step still set GANTRY_SRC=%q sha=%q", ghEnv["GANTRY_SRC"], ghOut["sha"])
+			}
+		})
+	}
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// The steps that install gantry from source and start BuildKit, run for
+// real on this machine (root, runc): gantry is built from this checkout,
+// buildkitd from the version in go.mod; the BuildKit address the step
+// exports answers, and the cleanup step stops the daemon.
+func TestInstallAndStartBuildKitSteps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gantry and buildkitd")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("buildkitd needs root (the workflow uses sudo on a runner)")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Fatal("runc is missing: hack/testenv up installs it")
+	}
+	src, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := readWorkflow(t)
+	dir := t.TempDir()
+	srcEnv := "GANTRY_SRC=" + src
+
+	out, _, _, err := runStep(t, stepNamed(t, w, "Install gantry"), dir, srcEnv, "GANTRY_VERSION=source")
+	if err != nil {
+		t.Fatalf("Install gantry: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "gantry") {
+		t.Errorf("Install gantry printed no version:\n%s", out)
+	}
+	path, err := os.ReadFile(filepath.Join(dir, "github_path"))
+	if err != nil || strings.TrimSpace(string(path)) != filepath.Join(dir, "bin") {
+		t.Errorf("GITHUB_PATH = %q (%v)", path, err)
+	}
+
+	start := stepNamed(t, w, "Start BuildKit")
+	out, ghEnv, _, err := runStep(t, start, dir, srcEnv)
+	pidFile := filepath.Join(dir, "buildkit", "pid")
+	t.Cleanup(func() { // whatever happens below, no daemon outlives the test
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("Start BuildKit: %v\n%s", err, out)
+	}
+	addr := ghEnv["GANTRY_BUILDER_ADDRS"]
+	if addr != "unix://"+filepath.Join(dir, "buildkit", "buildkitd.sock") {
+		t.Fatalf("GANTRY_BUILDER_ADDRS = %q", addr)
+	}
+	workers, err := exec.Command(filepath.Join(dir, "bin", "buildctl"), "--addr", addr, "debug", "workers").CombinedOutput()
+	if err != nil || !strings.Contains(string(workers), "linux/amd64") {
+		t.Fatalf("buildctl debug workers: %v\n%s", err, workers)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, _, err = runStep(t, stepNamed(t, w, "Remove key material, stop BuildKit"), dir)
+	if err != nil {
+		t.Fatalf("cleanup step: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for running(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("buildkitd (pid %d) still running 30s after the cleanup step", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// running reports whether pid is a live process (an exited one whose
+// parent has not reaped it yet is a zombie: not running).
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
+}
