@@ -284,3 +284,92 @@ func running(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
 }
+
+// The input check, registry credentials, signing key, cleanup and verdict
+// steps, run by bash as the runner runs them: the Docker config and the key
+// are written owner-only with what the secrets hold, removed by the
+// cleanup step, and the verdict step exits with the pipeline's code.
+func TestCredentialKeyAndVerdictSteps(t *testing.T) {
+	w := readWorkflow(t)
+	dir := t.TempDir()
+
+	check := stepNamed(t, w, "Check inputs")
+	for _, c := range []struct {
+		sign, failOn string
+		ok           bool
+	}{{"keyless", "fixable", true}, {"key", "any", true}, {"none", "fixable", false}, {"key", "some", false}} {
+		out, _, _, err := runStep(t, check, dir, "SIGN="+c.sign, "FAIL_ON="+c.failOn)
+		if (err == nil) != c.ok {
+			t.Errorf("Check inputs sign=%s fail-on=%s: err %v, want ok=%v\n%s", c.sign, c.failOn, err, c.ok, out)
+		}
+	}
+
+	out, ghEnv, _, err := runStep(t, stepNamed(t, w, "Registry credentials"), dir,
+		"REGISTRY_USER=octo", "REGISTRY_PASSWORD=s3cret-pw", "IMAGE_REPO=ghcr.io/acme/hello", "REGISTRY=ghcr.io")
+	if err != nil {
+		t.Fatalf("Registry credentials: %v\n%s", err, out)
+	}
+	cfgPath := filepath.Join(dir, "docker", "config.json")
+	if ghEnv["DOCKER_CONFIG"] != filepath.Join(dir, "docker") {
+		t.Errorf("DOCKER_CONFIG = %q", ghEnv["DOCKER_CONFIG"])
+	}
+	var cfg struct {
+		Auths map[string]struct{ Auth string } `json:"auths"`
+	}
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("config.json: %v\n%s", err, raw)
+	}
+	if got, _ := base64.StdEncoding.DecodeString(cfg.Auths["ghcr.io"].Auth); string(got) != "octo:s3cret-pw" || len(cfg.Auths) != 1 {
+		t.Errorf("auths = %+v (decoded %q)", cfg.Auths, got)
+	}
+	if strings.Contains(out, "s3cret-pw") {
+		t.Error("the credentials step printed the password")
+	}
+
+	key := "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"
+	if out, _, _, err := runStep(t, stepNamed(t, w, "Signing key"), dir, "COSIGN_KEY="); err == nil {
+		t.Errorf("sign: key without the cosign-key secret passed:\n%s", out)
+	}
+	if out, _, _, err := runStep(t, stepNamed(t, w, "Signing key"), dir, "COSIGN_KEY="+key); err != nil {
+		t.Fatalf("Signing key: %v\n%s", err, out)
+	}
+	for _, f := range []string{cfgPath, filepath.Join(dir, "cosign.key")} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v: want owner-only", f, fi.Mode().Perm())
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "cosign.key")); strings.TrimSpace(string(b)) != key {
+		t.Errorf("cosign.key = %q", b)
+	}
+
+	if out, _, _, err := runStep(t, stepNamed(t, w, "Remove key material, stop BuildKit"), dir); err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, out)
+	}
+	for _, f := range []string{cfgPath, filepath.Join(dir, "cosign.key")} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s survives the cleanup step (%v)", f, err)
+		}
+	}
+
+	verdict := stepNamed(t, w, "Verdict")
+	for code, want := range map[string]int{"0": 0, "1": 1, "2": 2, "": 2} {
+		out, _, _, err := runStep(t, verdict, dir, "VERDICT=x", "CODE="+code)
+		got := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			got = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("Verdict with CODE=%q exits %d, want %d\n%s", code, got, want, out)
+		}
+	}
+}
