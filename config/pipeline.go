@@ -39,14 +39,19 @@ type Pipeline struct {
 	// Deploy turns the deploy stage on; false stops after signing (the
 	// stage is then recorded as skipped in its log).
 	Deploy bool `yaml:"deploy"`
+	// TemplateHosts are the hosts an OpenFaaS stack.yml's
+	// configuration.templates sources may name (https, fetched without
+	// credentials at the pinned commit).
+	TemplateHosts []string `yaml:"templateHosts"`
 }
 
 // DefaultPipeline returns the defaults.
 func DefaultPipeline() Pipeline {
 	return Pipeline{
-		Parallel:  4,
-		BuilderID: "https://github.com/gantry-dev/gantry/worker",
-		Deploy:    true,
+		Parallel:      4,
+		BuilderID:     "https://github.com/gantry-dev/gantry/worker",
+		Deploy:        true,
+		TemplateHosts: []string{"github.com"},
 	}
 }
 

@@ -40,6 +40,11 @@ type Repo struct {
 	Source    string
 	Functions []Function
 	Overrides Overrides
+	// Templates and Copy are stack.yml's configuration.templates (pinned
+	// template sources) and configuration.copy (paths copied into every
+	// template function's build context).
+	Templates []TemplateSource
+	Copy      []string
 }
 
 // Function is one function to build, scan, sign and deploy.
@@ -65,6 +70,15 @@ type Function struct {
 	Resources Resources `yaml:"resources"`
 	// Scale bounds the replica count.
 	Scale Scale `yaml:"scale"`
+
+	// Template is the OpenFaaS template (stack.yml lang) the function is
+	// built from, empty for a Dockerfile function; Handler its handler
+	// directory and BuildOptions the template's build_options it asks
+	// for. Shrinkwrap lays out its build context and sets Context and
+	// Dockerfile. Only stack.yml sets them.
+	Template     string   `yaml:"-" json:"template,omitempty"`
+	Handler      string   `yaml:"-" json:"handler,omitempty"`
+	BuildOptions []string `yaml:"-" json:"buildOptions,omitempty"`
 }
 
 // Resources are Kubernetes quantities by resource name (cpu, memory).
@@ -352,7 +366,12 @@ func (r *Repo) checkPaths(root string) error {
 	for _, fn := range r.Functions {
 		ctxDir := filepath.Join(realRoot, fn.Context)
 		inside(fmt.Sprintf("function %q", fn.Name), ctxDir)
-		inside(fmt.Sprintf("function %q", fn.Name), filepath.Join(ctxDir, fn.Dockerfile))
+		if fn.Template == "" { // a template function's Dockerfile is the template's
+			inside(fmt.Sprintf("function %q", fn.Name), filepath.Join(ctxDir, fn.Dockerfile))
+		}
+	}
+	for _, p := range r.Copy {
+		inside("configuration.copy", filepath.Join(realRoot, p))
 	}
 	if f := r.Overrides.Scan.IgnoreFile; f != "" {
 		inside("scan.ignoreFile", filepath.Join(realRoot, f))

@@ -115,9 +115,16 @@ functions:
       com.openfaas.scale.min: "2"
       com.openfaas.scale.max: "4"
     build_args: {GO111MODULE: "on"}
+  api:
+    lang: golang-middleware
+    handler: ./api
+    image: registry.example.com/team/api
+    build_options: [dev]
 configuration:
   templates:
     - name: golang-middleware
+      source: https://github.com/openfaas/golang-http-template#0123456789abcdef0123456789abcdef01234567
+  copy: [./common]
 `
 
 func TestParseStack(t *testing.T) {
@@ -125,10 +132,18 @@ func TestParseStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Source != StackFile || len(r.Functions) != 1 {
+	if r.Source != StackFile || len(r.Functions) != 2 {
 		t.Fatalf("%+v", r)
 	}
-	f := r.Functions[0]
+	api, f := r.Functions[0], r.Functions[1]
+	if api.Name != "api" || api.Template != "golang-middleware" || api.Handler != "./api" || api.Context != "./api" ||
+		len(api.BuildOptions) != 1 || api.BuildOptions[0] != "dev" || f.Template != "" {
+		t.Fatalf("api: %+v", api)
+	}
+	want := TemplateSource{Name: "golang-middleware", URL: "https://github.com/openfaas/golang-http-template", Commit: "0123456789abcdef0123456789abcdef01234567"}
+	if len(r.Templates) != 1 || r.Templates[0] != want || len(r.Copy) != 1 || r.Copy[0] != "./common" {
+		t.Fatalf("templates %+v copy %v", r.Templates, r.Copy)
+	}
 	if f.Name != "hello" || f.Context != "./hello" || f.Image != "registry.example.com/team/hello" ||
 		f.Scale.Min != 2 || f.Scale.Max != 4 || f.Resources.Limits["memory"] != "128Mi" ||
 		f.Resources.Requests["cpu"] != "50m" || f.Env["write_debug"] != "true" || f.BuildArgs["GO111MODULE"] != "on" {
@@ -139,15 +154,23 @@ func TestParseStack(t *testing.T) {
 func TestParseStackRejects(t *testing.T) {
 	base := "version: 1.0\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: r.example/f:latest\n"
 	cases := map[string]struct{ content, want string }{
-		"other template":   {"functions:\n  f:\n    lang: node18\n    handler: ./f\n    image: r.example/f\n", "unsupported template \"node18\""},
-		"fprocess":         {base + "    fprocess: cat\n", "fprocess is not supported"},
-		"namespace":        {base + "    namespace: kube-system\n", "namespace is set by the platform"},
-		"writable rootfs":  {base + "    readonly_root_filesystem: false\n", "read-only root filesystem"},
-		"unknown key":      {base + "    colour: red\n", "unknown key functions.f.colour"},
-		"digest image":     {"functions:\n  f:\n    lang: dockerfile\n    image: r.example/f@sha256:" + strings.Repeat("b", 64) + "\n", "digest"},
-		"bad scale label":  {base + "    labels: {com.openfaas.scale.min: many}\n", "not a number"},
-		"escaping handler": {"functions:\n  f:\n    lang: dockerfile\n    handler: ../../etc\n    image: r.example/f\n", "must stay inside"},
-		"other provider":   {"provider: {name: faasd2}\n" + base[len("version: 1.0\n"):], "only openfaas"},
+		"template without handler":    {"functions:\n  f:\n    lang: node18\n    image: r.example/f\n", "handler is required for template \"node18\""},
+		"template name a path":        {"functions:\n  f:\n    lang: ../node\n    handler: ./f\n    image: r.example/f\n", "not a template name"},
+		"no lang":                     {"functions:\n  f:\n    handler: ./f\n    image: r.example/f\n", "lang is required"},
+		"build_options on dockerfile": {base + "    build_options: [dev]\n", "build_options are a template's"},
+		"unpinned template source": {base + "configuration:\n  templates:\n    - {name: node18, source: https://github.com/openfaas/templates}\n",
+			"is not pinned to a commit: write it as https://github.com/openfaas/templates#<the 40-hex commit SHA>"},
+		"template source on a tag": {base + "configuration:\n  templates:\n    - {name: node18, source: https://github.com/openfaas/templates#1.0}\n", "is not pinned to a commit"},
+		"template key unknown":     {base + "configuration:\n  templates:\n    - {name: node18, src: x}\n", "unknown key \"src\""},
+		"copy escaping":            {base + "configuration:\n  copy: [../secrets]\n", "must stay inside"},
+		"fprocess":                 {base + "    fprocess: cat\n", "fprocess is not supported"},
+		"namespace":                {base + "    namespace: kube-system\n", "namespace is set by the platform"},
+		"writable rootfs":          {base + "    readonly_root_filesystem: false\n", "read-only root filesystem"},
+		"unknown key":              {base + "    colour: red\n", "unknown key functions.f.colour"},
+		"digest image":             {"functions:\n  f:\n    lang: dockerfile\n    image: r.example/f@sha256:" + strings.Repeat("b", 64) + "\n", "digest"},
+		"bad scale label":          {base + "    labels: {com.openfaas.scale.min: many}\n", "not a number"},
+		"escaping handler":         {"functions:\n  f:\n    lang: dockerfile\n    handler: ../../etc\n    image: r.example/f\n", "must stay inside"},
+		"other provider":           {"provider: {name: faasd2}\n" + base[len("version: 1.0\n"):], "only openfaas"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -180,6 +203,8 @@ func TestLoadPrefersGantryYAMLAndChecksPaths(t *testing.T) {
 		"stack.yml":        goodStack,
 		"fn/Dockerfile":    "FROM scratch\n",
 		"hello/Dockerfile": "FROM scratch\n",
+		"api/handler.go":   "package function\n",
+		"common/util.go":   "package common\n",
 	})
 	r, err := Load(root)
 	if err != nil {

@@ -27,8 +27,9 @@ type stackProvider struct {
 	Network string `yaml:"network"`
 }
 
-// stackConfiguration is faas-cli's template pulling: Gantry builds only the
-// dockerfile template, so it is read and ignored.
+// stackConfiguration is faas-cli's template pulling (templates: name and
+// a source, which Gantry requires pinned to a commit) and copy (paths
+// copied into each template function's build context).
 type stackConfiguration struct {
 	Templates []map[string]string `yaml:"templates"`
 	Copy      []string            `yaml:"copy"`
@@ -45,6 +46,7 @@ type stackFunction struct {
 	Limits      *stackResources    `yaml:"limits"`
 	Requests    *stackResources    `yaml:"requests"`
 	BuildArgs   map[string]string  `yaml:"build_args"`
+	BuildOpts   []string           `yaml:"build_options"`
 	ReadOnlyFS  *bool              `yaml:"readonly_root_filesystem"`
 	Platforms   string             `yaml:"platforms"`
 	Unsupported stackUnsupportedFn `yaml:",inline"`
@@ -53,7 +55,6 @@ type stackFunction struct {
 // stackUnsupportedFn are faas-cli keys whose meaning Gantry cannot keep.
 type stackUnsupportedFn struct {
 	FProcess        string            `yaml:"fprocess"`
-	BuildOptions    []string          `yaml:"build_options"`
 	EnvironmentFile []string          `yaml:"environment_file"`
 	Constraints     []string          `yaml:"constraints"`
 	Namespace       string            `yaml:"namespace"`
@@ -72,9 +73,9 @@ const (
 	labelScaleMax = "com.openfaas.scale.max"
 )
 
-// ParseStack parses an OpenFaaS stack.yml. Only `lang: dockerfile`
-// functions can be built: other templates need faas-cli's template
-// machinery, and are refused with a clear error.
+// ParseStack parses an OpenFaaS stack.yml: `lang: dockerfile` functions
+// build their handler directory's Dockerfile; any other lang is an
+// OpenFaaS template, laid out by Shrinkwrap before the build.
 func ParseStack(b []byte) (*Repo, error) {
 	r, err := parseStack(b)
 	if err != nil {
@@ -103,18 +104,38 @@ func parseStack(b []byte) (*Repo, error) {
 	sort.Strings(names)
 	r := &Repo{Source: StackFile}
 	var errs []error
+	ts, err := parseTemplateSources(f.Configuration.Templates)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r.Templates = ts
+	for _, p := range f.Configuration.Copy {
+		if err := relPathInside(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: configuration.copy %q: %v", StackFile, p, err))
+		}
+	}
+	r.Copy = f.Configuration.Copy
 	for _, n := range names {
 		sf := f.Functions[n]
 		bad := func(format string, args ...any) {
 			errs = append(errs, fmt.Errorf("%s: function %q: %s", StackFile, n, fmt.Sprintf(format, args...)))
 		}
-		if sf.Lang != "dockerfile" {
-			bad("unsupported template %q: Gantry builds only `lang: dockerfile` functions (use `faas-cli build --shrinkwrap` to produce a Dockerfile, or a gantry.yaml)", sf.Lang)
+		switch {
+		case sf.Lang == "":
+			bad("lang is required (dockerfile, or an OpenFaaS template's name)")
 			continue
+		case sf.Lang != "dockerfile" && !templateName.MatchString(sf.Lang):
+			bad("lang %q is not a template name", sf.Lang)
+			continue
+		case sf.Lang != "dockerfile" && sf.Handler == "":
+			bad("handler is required for template %q (the directory with the function's code)", sf.Lang)
+			continue
+		case sf.Lang == "dockerfile" && len(sf.BuildOpts) > 0:
+			bad("build_options are a template's (template.yml); a dockerfile function takes build_args")
 		}
 		u := sf.Unsupported
 		for key, used := range map[string]bool{
-			"fprocess": u.FProcess != "", "build_options": len(u.BuildOptions) > 0,
+			"fprocess":         u.FProcess != "",
 			"environment_file": len(u.EnvironmentFile) > 0, "constraints": len(u.Constraints) > 0,
 			"build_secrets": len(u.BuildSecrets) > 0, "skip_build": u.SkipBuild,
 		} {
@@ -135,6 +156,9 @@ func parseStack(b []byte) (*Repo, error) {
 			Name: n, Context: sf.Handler, Dockerfile: "Dockerfile",
 			BuildArgs: sf.BuildArgs, Env: sf.Environment, Secrets: sf.Secrets,
 			Scale: Scale{Min: 1, Max: 1},
+		}
+		if sf.Lang != "dockerfile" {
+			fn.Template, fn.Handler, fn.BuildOptions = sf.Lang, sf.Handler, sf.BuildOpts
 		}
 		if fn.Context == "" {
 			fn.Context = "."

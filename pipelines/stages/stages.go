@@ -350,7 +350,38 @@ func (p *Pipeline) ensureSource(ctx context.Context, run pipelines.Run, log io.W
 	if _, err := p.fetch(ctx, run); err != nil {
 		return "", err
 	}
+	// Template functions build from contexts laid out at checkout: lay
+	// them out again, the same way (pinned templates, same commit).
+	repo, err := repoconfig.LoadWith(dir, p.d.Repo)
+	if err == nil {
+		err = p.shrinkwrap(ctx, dir, repo, log)
+	}
+	if err != nil {
+		return "", pipelines.Fail("repository configuration: %v", err)
+	}
 	return dir, nil
+}
+
+// shrinkwrap lays out the build contexts of the repository's OpenFaaS
+// template functions (repoconfig.Shrinkwrap); pinned template sources are
+// fetched without credentials into the run's directory.
+func (p *Pipeline) shrinkwrap(ctx context.Context, dir string, repo *repoconfig.Repo, log io.Writer) error {
+	c := p.d.Config.Pipeline
+	err := repoconfig.Shrinkwrap(ctx, dir, repo, repoconfig.TemplateOptions{
+		Hosts: c.TemplateHosts, AllowLocal: c.AllowLocalRepos, WorkDir: filepath.Dir(dir),
+		Fetch: func(ctx context.Context, url, commit, into string) error {
+			_, err := source.Fetch(ctx, source.Request{URL: url, Commit: commit, Dir: into, AllowLocal: c.AllowLocalRepos})
+			return err
+		}})
+	if err != nil {
+		return err
+	}
+	for _, f := range repo.Functions {
+		if f.Template != "" {
+			fmt.Fprintf(log, "function %s: template %s laid out in %s (handler %s)\n", f.Name, f.Template, f.Context, f.Handler)
+		}
+	}
+	return nil
 }
 
 func (p *Pipeline) gitAuth() (source.Auth, error) {
@@ -407,6 +438,9 @@ func (s *checkoutStage) Run(ctx context.Context, run pipelines.Run, log io.Write
 		// The command line does not fit the repository: an error for the
 		// person running it (exit 2), not a verdict on the commit.
 		return nil, err
+	}
+	if err == nil {
+		err = p.shrinkwrap(ctx, co.Dir, repo, log)
 	}
 	if err != nil {
 		err = pipelines.Fail("repository configuration: %v", err)
