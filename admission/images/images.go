@@ -164,8 +164,9 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Diges
 	return v.(name.Digest), nil
 }
 
-// Users returns the user of every Linux image behind a digest (one for a
-// plain image, one per platform for an index).
+// Users returns the user of every image behind a digest that a Linux node
+// may run (one for a plain image; for an index, one per linux entry and
+// per entry without a platform). A nested index is an error.
 func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
 	key := d.DigestStr() + "@" + d.Context().Name()
 	if v, ok := i.users.Get(key); ok {
