@@ -132,10 +132,66 @@ func newFixture(t *testing.T) *fixture {
 	}
 	id, _ := idx.Digest()
 	f.images["multi"] = ir.Context().Name() + "@" + id.String()
-	for _, role := range []string{"nonroot", "root", "named", "multi", "other"} {
+	// A user with spaces around a number is a name to the runtime (which
+	// does not trim), so it proves nothing about the UID.
+	f.images["spaced"] = pushImage(t, reg, host+"/test/spaced:v1", " 1000")
+	// An index whose linux/amd64 image is non-root and whose second
+	// entry, without a platform, runs as root: a runtime may pick an
+	// entry without a platform for any node.
+	nonroot := userImage(t, "1000")
+	hidden := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: nonroot, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: userImage(t, "")})
+	f.images["hidden"] = pushIndex(t, reg, host+"/test/hidden:v1", hidden)
+	// An index inside an index.
+	inner := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: userImage(t, ""), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	nested := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: nonroot, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: inner, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	f.images["nested"] = pushIndex(t, reg, host+"/test/nested:v1", nested)
+	for _, role := range []string{"nonroot", "root", "named", "multi", "other", "spaced", "hidden", "nested"} {
 		f.sign(role)
 	}
 	return f
+}
+
+// userImage is a random linux/amd64 image whose config has USER user.
+func userImage(t *testing.T, user string) v1.Image {
+	t.Helper()
+	img, err := random.Image(32, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Config.User = "linux", "amd64", user
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// pushIndex writes idx (and everything it holds) to ref and returns
+// repo@digest.
+func pushIndex(t *testing.T, reg *oci.Client, ref string, idx v1.ImageIndex) string {
+	t.Helper()
+	r, err := reg.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx, reg.RemoteOptions(context.Background())...); err != nil {
+		t.Fatal(err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Context().Name() + "@" + d.String()
 }
 
 func (f *fixture) sign(role string) {
@@ -275,6 +331,12 @@ func TestEvaluate(t *testing.T) {
 			rules: []string{RuleNonRoot}, contains: []string{`non-numeric USER "app"`}},
 		{name: "index with a root platform", req: req(pod(podJSON("p", "", "", ctr("app", f.images["multi"], "")))),
 			rules: []string{RuleNonRoot}, contains: []string{"linux/arm64"}},
+		{name: "image user with surrounding spaces is a name, not a UID", req: req(pod(podJSON("p", "", "", ctr("app", f.images["spaced"], "")))),
+			rules: []string{RuleNonRoot}, contains: []string{`non-numeric USER " 1000"`}},
+		{name: "index entry without a platform is checked", req: req(pod(podJSON("p", "", "", ctr("app", f.images["hidden"], "")))),
+			rules: []string{RuleNonRoot}, contains: []string{"runs as root", "without a platform"}},
+		{name: "index inside an index is refused", req: req(pod(podJSON("p", "", "", ctr("app", f.images["nested"], "")))),
+			rules: []string{RuleNonRoot}, contains: []string{"cannot tell the user", "index inside an index"}},
 		{name: "root image with runAsUser set is fine", req: req(pod(podJSON("p", "", `{"runAsUser":1000}`, ctr("app", f.images["root"], "")))), allowed: true},
 		{name: "user:group image", req: req(pod(podJSON("p", "", "", ctr("app", f.images["other"], "")))), allowed: true},
 		{name: "every failure listed at once", req: req(pod(podJSON("p", "", "",
@@ -450,8 +512,11 @@ func TestParseUser(t *testing.T) {
 		root, numeric bool
 	}{
 		{"", true, true}, {"0", true, true}, {"root", true, false}, {"0:0", true, true}, {"root:wheel", true, false},
-		{"1000", false, true}, {"1000:0", false, true}, {"app", false, false}, {"00", true, true}, {" 0 ", true, true},
-		{"-1", false, false}, {"99999999999", false, false},
+		{"1000", false, true}, {"1000:0", false, true}, {"app", false, false}, {"00", true, true},
+		{"-1", false, false}, {"+1000", false, false}, {"99999999999", false, false},
+		// The runtime does not trim: with spaces the user is looked up by
+		// name, so it is neither a number nor known to be root.
+		{" 0 ", false, false}, {" 1000", false, false}, {"1000 ", false, false}, {"1000\t:0", false, false}, {"\n1000", false, false},
 	} {
 		u := images.ParseUser(c.in)
 		if u.Root != c.root || u.Numeric != c.numeric {

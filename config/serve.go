@@ -31,6 +31,10 @@ type Server struct {
 	// it a receiver only, with `gantry worker` (and its deploy
 	// permissions) in other pods.
 	RunWorkers bool `yaml:"runWorkers"`
+	// MetricsListen (host:port) serves /metrics, /healthz and /readyz on
+	// a listener of their own, with server.tls; empty: no metrics. The
+	// main listener (webhooks, API, dashboard) never serves /metrics.
+	MetricsListen string `yaml:"metricsListen"`
 }
 
 // DefaultServer returns the server defaults.
@@ -46,6 +50,9 @@ func DefaultServer() Server {
 func (s *Server) Validate() error {
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		return fmt.Errorf("server.listen %q: want host:port (%v)", s.Listen, err)
+	}
+	if err := s.validateMetricsListen(); err != nil {
+		return err
 	}
 	for name, d := range map[string]time.Duration{
 		"readHeaderTimeout": s.ReadHeaderTimeout, "readTimeout": s.ReadTimeout, "writeTimeout": s.WriteTimeout,

@@ -87,6 +87,10 @@ type Dashboard struct {
 
 	mu       sync.Mutex
 	sessions map[[32]byte]*session
+
+	// authInterval is how often an open live stream re-checks the
+	// credential that opened it (default 1s).
+	authInterval time.Duration
 }
 
 type session struct {
@@ -116,7 +120,7 @@ func New(opts Options) (*Dashboard, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Dashboard{opts: opts, tmpl: map[string]*template.Template{}, sessions: map[[32]byte]*session{}}
+	d := &Dashboard{opts: opts, tmpl: map[string]*template.Template{}, sessions: map[[32]byte]*session{}, authInterval: time.Second}
 	for _, page := range []string{"login", "runs", "run", "error"} {
 		t, err := template.New(page).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
@@ -467,7 +471,10 @@ type liveStage struct {
 }
 
 // events streams a run's state and each stage's log (once stored) until
-// the run is final; the page's script applies them.
+// the run is final; the page's script applies them. The credential that
+// opened the stream is re-checked every authInterval: once it is revoked,
+// expired, logged out or evicted the stream ends with an "end" event
+// naming why (see streamCredential).
 func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	wh := whoFrom(r.Context())
 	id := r.PathValue("id")
@@ -488,6 +495,8 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	sentLogs := map[string]int{}
 	var lastState []byte
+	recheck := time.NewTicker(d.authInterval)
+	defer recheck.Stop()
 	for {
 		// The server's write timeout would cut a long stream: extend it
 		// for each write instead.
@@ -528,15 +537,70 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 		if err := rc.Flush(); err != nil {
 			return
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d.opts.PollInterval):
+		poll := time.NewTimer(d.opts.PollInterval)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				poll.Stop()
+				return
+			case <-poll.C:
+				break wait
+			case <-recheck.C:
+				if reason := d.streamCredential(r, wh); reason != "" {
+					poll.Stop()
+					d.opts.Logger.Info("dashboard: live stream ended", "run", id, "subject", wh.p.Subject, "reason", reason)
+					b, _ := json.Marshal(map[string]string{"reason": reason})
+					_ = rc.SetWriteDeadline(time.Now().Add(d.opts.Timeout))
+					_ = sse(w, "end", b)
+					_ = rc.Flush()
+					return
+				}
+			}
 		}
 		if run, err = get(); err != nil {
 			return
 		}
 	}
+}
+
+// streamCredential re-checks the credential that opened a live stream and
+// returns why the stream must end, or "" while it still holds: a bearer
+// token is authenticated again (revoked or expired tokens fail); a session
+// must still be the same session in the table (logout and eviction remove
+// it), unexpired, and its token still valid.
+func (d *Dashboard) streamCredential(r *http.Request, wh who) string {
+	var p auth.Principal
+	var err error
+	if wh.sess == nil {
+		p, err = d.opts.Auth.Authenticate(r)
+	} else {
+		c, cerr := r.Cookie(d.cookieName())
+		if cerr != nil {
+			return "signed out: the session ended"
+		}
+		key := sessionKey(c.Value)
+		d.mu.Lock()
+		s := d.sessions[key]
+		d.mu.Unlock()
+		if s != wh.sess {
+			return "signed out: the session ended"
+		}
+		if time.Now().After(s.expires) {
+			d.drop(key)
+			return "the session expired: sign in again"
+		}
+		if p, err = d.checkToken(r.Context(), s.token); err != nil {
+			d.drop(key) // as identify does: the session ends with its token
+		}
+	}
+	if err != nil {
+		return "the credential is no longer valid (revoked or expired)"
+	}
+	if !p.Allows(auth.ScopeRunsRead) {
+		return fmt.Sprintf("the credential no longer has the %s scope", auth.ScopeRunsRead)
+	}
+	return ""
 }
 
 // sse writes one event; data is JSON (one line: encoding/json escapes

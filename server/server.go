@@ -1,6 +1,7 @@
-// Package server is the HTTP front of `gantry serve`: one listener with
-// the GitHub webhook receiver, the runs API, health, readiness and
-// Prometheus metrics, bounded timeouts, and a graceful shutdown that
+// Package server is the HTTP front of `gantry serve`: the listener with
+// the GitHub webhook receiver, the runs API, the dashboard, health and
+// readiness, and (on a listener of its own, never the public one)
+// Prometheus metrics; bounded timeouts, and a graceful shutdown that
 // drains in-flight requests.
 package server
 
@@ -28,8 +29,13 @@ type Options struct {
 	UI http.Handler
 	// Ready reports whether the server can do its job (the queue answers).
 	Ready func(ctx context.Context) error
-	// Gatherer is exposed on /metrics.
+	// Gatherer is exposed on /metrics. gantry serve sets it only on its
+	// metrics listener (server.metricsListen): the listener that receives
+	// webhooks faces the internet.
 	Gatherer prometheus.Gatherer
+	// Name tells this listener's log lines apart ("serving metrics");
+	// empty for the main listener ("serving").
+	Name string
 	// Middleware wraps the whole mux, outermost first: the seam for TLS
 	// client checks, rate limits and OIDC.
 	Middleware []func(http.Handler) http.Handler
@@ -131,15 +137,21 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	srv := NewHTTPServer(Handler(opts), opts, log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
+	msg := "serving"
+	if opts.Name != "" {
+		msg += " " + opts.Name
+	}
 	if opts.TLS != nil {
 		// The certificate comes from TLS (GetCertificate), not from files.
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
-		log.Info("serving", "addr", ln.Addr().String(), "tls", true)
+		log.Info(msg, "addr", ln.Addr().String(), "tls", true)
 	} else {
 		go func() { errc <- srv.Serve(ln) }()
-		log.Warn("serving PLAIN HTTP without TLS (server.insecureHTTP): webhook signatures and API tokens cross the network "+
-			"in clear unless a proxy in front terminates TLS", "addr", ln.Addr().String(), "tls", false)
-		log.Info("serving", "addr", ln.Addr().String(), "tls", false)
+		if opts.Name == "" {
+			log.Warn("serving PLAIN HTTP without TLS (server.insecureHTTP): webhook signatures and API tokens cross the network "+
+				"in clear unless a proxy in front terminates TLS", "addr", ln.Addr().String(), "tls", false)
+		}
+		log.Info(msg, "addr", ln.Addr().String(), "tls", false)
 	}
 	select {
 	case err := <-errc:

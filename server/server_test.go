@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,4 +133,72 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
+}
+
+// Without a Gatherer there is no /metrics: gantry serve gives its public
+// listener none and serves metrics on a listener named "metrics", whose
+// log line tells it apart from the main one.
+func TestMetricsOnlyWhereAGathererIs(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "test_total", Help: "x"}))
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	start := func(opts server.Options) (string, func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		opts.InsecureHTTP, opts.Logger = true, logger
+		go func() { done <- server.Serve(ctx, ln, opts) }()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		t.Cleanup(stop)
+		return "http://" + ln.Addr().String(), stop
+	}
+	public, stopPublic := start(server.Options{Webhook: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(202) })})
+	metrics, stopMetrics := start(server.Options{Name: "metrics", Gatherer: reg})
+	for _, tc := range []struct {
+		url  string
+		code int
+	}{
+		{public + "/metrics", 404}, {public + "/healthz", 200},
+		{metrics + "/metrics", 200}, {metrics + "/healthz", 200}, {metrics + "/webhooks/github", 404},
+	} {
+		resp, err := http.Get(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s: %d, want %d", tc.url, resp.StatusCode, tc.code)
+		}
+	}
+	stopPublic()
+	stopMetrics()
+	out := logs.String()
+	if !strings.Contains(out, `msg="serving metrics" addr=`+strings.TrimPrefix(metrics, "http://")) ||
+		!strings.Contains(out, "msg=serving addr="+strings.TrimPrefix(public, "http://")) ||
+		strings.Count(out, "PLAIN HTTP") != 1 {
+		t.Fatalf("log lines do not tell the listeners apart (or warn twice):\n%s", out)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }

@@ -42,10 +42,14 @@ type User struct {
 	Platform string
 }
 
-// ParseUser classifies an image config User value.
+// ParseUser classifies an image config User value ("user" or
+// "user:group"; only the user part decides). It does not trim: container
+// runtimes take " 1000" as a user name to look up in the image's
+// /etc/passwd, not as UID 1000, so a value with spaces is neither numeric
+// nor proven non-root.
 func ParseUser(s string) User {
 	u := User{Raw: s}
-	userPart, _, _ := strings.Cut(strings.TrimSpace(s), ":")
+	userPart, _, _ := strings.Cut(s, ":")
 	switch {
 	case userPart == "" || userPart == "root":
 		u.Root, u.Numeric = true, userPart == ""
@@ -160,8 +164,9 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Diges
 	return v.(name.Digest), nil
 }
 
-// Users returns the user of every Linux image behind a digest (one for a
-// plain image, one per platform for an index).
+// Users returns the user of every image behind a digest that a Linux node
+// may run (one for a plain image; for an index, one per linux entry and
+// per entry without a platform). A nested index is an error.
 func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
 	key := d.DigestStr() + "@" + d.Context().Name()
 	if v, ok := i.users.Get(key); ok {
@@ -205,8 +210,17 @@ func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, erro
 		}
 		var out []User
 		for _, mf := range m.Manifests {
-			if mf.Platform == nil || mf.Platform.OS != "linux" || !mf.MediaType.IsImage() {
+			if !linuxOrUnset(mf.Platform) {
 				continue // attestation manifests ("unknown/unknown") and other OSes
+			}
+			if mf.MediaType.IsIndex() {
+				// Runtimes descend into nested indexes; one level is all
+				// image builds produce, so a deeper one is refused rather
+				// than followed.
+				return nil, fmt.Errorf("index entry %s is an index inside an index: push a single-level index (one image per platform)", mf.Digest)
+			}
+			if !mf.MediaType.IsImage() {
+				continue // artifacts (SBOMs, signatures): no runtime runs them
 			}
 			if len(out) == maxPlatforms {
 				return nil, fmt.Errorf("index has more than %d linux images", maxPlatforms)
@@ -220,7 +234,13 @@ func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, erro
 			if err != nil {
 				return nil, err
 			}
-			u.Platform = mf.Platform.String()
+			if mf.Platform == nil || mf.Platform.OS == "" {
+				// containerd matches an entry without a platform on every
+				// node, so its user counts like any linux image's.
+				u.Platform = "entry " + mf.Digest.String() + " without a platform"
+			} else {
+				u.Platform = mf.Platform.String()
+			}
 			out = append(out, u)
 		}
 		if len(out) == 0 {
@@ -241,6 +261,13 @@ func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, erro
 		return nil, err
 	}
 	return []User{u}, nil
+}
+
+// linuxOrUnset reports whether a runtime on a Linux node may pick an index
+// entry with platform p: no platform, no OS, or linux (runtimes compare
+// the OS lower-cased).
+func linuxOrUnset(p *v1.Platform) bool {
+	return p == nil || p.OS == "" || strings.EqualFold(p.OS, "linux")
 }
 
 func userOf(img v1.Image) (User, error) {

@@ -65,6 +65,7 @@ func TestServeSecureByDefault(t *testing.T) {
 	cfg := write("gantry.yaml", []byte(fmt.Sprintf(`
 server:
   listen: 127.0.0.1:0
+  metricsListen: 127.0.0.1:0
   tls: {certFile: %q, keyFile: %q}
   rateLimits:
     apiPerToken: {rate: 0.01, burst: 3}
@@ -159,7 +160,8 @@ api:
 	if got := []int{deliver(""), deliver(forged), deliver(forged), deliver(forged), deliver(""), deliver(forged)}; fmt.Sprint(got) != "[200 401 401 401 429 429]" {
 		t.Fatalf("valid, 3 forged, valid, forged: %v, want [200 401 401 401 429 429]", got)
 	}
-	metrics, err := client.Get(base + "/metrics")
+	// Metrics come from their own listener, over the same TLS.
+	metrics, err := client.Get("https://" + p.metricsAddr(t) + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,9 @@ func init() {
 			Short: "Run the webhook receiver, the runs API and workers in one process",
 			Long: `serve receives GitHub push webhooks (POST /webhooks/github), queues runs durably
 (NATS JetStream, embedded on --data-dir unless --nats-url is set), executes
-them with workers, and serves the runs API (/api/v1/runs), /healthz, /readyz
-and /metrics. SIGTERM drains in-flight requests and hands running runs back
+them with workers, and serves the runs API (/api/v1/runs), the dashboard
+(/ui/), /healthz and /readyz. /metrics is served only on its own listener
+(--metrics-listen, server.metricsListen), never on the public one. SIGTERM drains in-flight requests and hands running runs back
 to the queue.`,
 			Args: cobra.NoArgs,
 		}
@@ -35,6 +36,8 @@ to the queue.`,
 		secretFiles := &fileList{}
 		fl.Var(secretFiles, "github-webhook-secret-file", "file holding a GitHub webhook secret; repeat to accept several during rotation (webhooks.githubSecretFiles)")
 		fl.String("api-tokens-file", "", "file of sha256:<hex> bearer token digests for the API (api.tokensFile)")
+		fl.String("metrics-listen", "", "host:port of the /metrics listener, never the public one (server.metricsListen; default none)")
+		keys["server.metricsListen"] = "metrics-listen"
 		keys["server.listen"] = "listen"
 		keys["webhooks.githubSecretFiles"] = "github-webhook-secret-file"
 		keys["api.tokensFile"] = "api-tokens-file"
@@ -135,6 +138,11 @@ func serve(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (server.listen / --listen)", cfg.Server.Listen, err)
 	}
+	stopMetrics, err := serveMetrics(ctx, a, hard.tls, reg, q.Ready)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	// Workers stop after the HTTP server drained, so that a run queued by
 	// the last request is either picked up or left safely in the queue.
@@ -149,11 +157,15 @@ func serve(cmd *cobra.Command, a *app) error {
 	}
 
 	opts := listenerOptions(a, hard.tls)
-	opts.Webhook, opts.API, opts.UI, opts.Ready, opts.Gatherer = hard.webhook(hook), hard.api(apiHandler), ui, q.Ready, reg
+	// No Gatherer: this listener faces the internet (serveMetrics).
+	opts.Webhook, opts.API, opts.UI, opts.Ready = hard.webhook(hook), hard.api(apiHandler), ui, q.Ready
 	err = server.Serve(ctx, ln, opts)
 	stopWorkers()
 	if werr := <-workersDone; werr != nil && err == nil {
 		err = werr
+	}
+	if merr := stopMetrics(); merr != nil && err == nil {
+		err = merr
 	}
 	a.log.Info("stopped")
 	return err

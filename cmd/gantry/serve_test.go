@@ -147,6 +147,7 @@ func newServeRig(t *testing.T, natsURL string) *serveRig {
 	r.config = write("gantry.yaml", fmt.Sprintf(`
 server:
   listen: 127.0.0.1:0
+  metricsListen: 127.0.0.1:0
   shutdownTimeout: 10s
   insecureHTTP: true
 webhooks:
@@ -361,7 +362,7 @@ func TestServeSurvivesKill9(t *testing.T) {
 			var metrics string
 			deadline = time.Now().Add(30 * time.Second)
 			for {
-				apiGet(t, p.addr, "", "/metrics", &metrics)
+				apiGet(t, p.metricsAddr(t), "", "/metrics", &metrics)
 				if strings.Contains(metrics, "\ngantry_queue_depth 0\n") {
 					break
 				}
@@ -418,7 +419,8 @@ func TestServeEndpoints(t *testing.T) {
 	}{
 		{"/healthz", "", 200},
 		{"/readyz", "", 200},
-		{"/metrics", "", 200},
+		{"/metrics", "", 404}, // on server.metricsListen only
+		{"/metrics", rig.token, 404},
 		{"/api/v1/runs", "", 401},
 		{"/api/v1/runs", "wrong", 401},
 		{"/api/v1/runs", rig.token, 200},
@@ -427,6 +429,9 @@ func TestServeEndpoints(t *testing.T) {
 		if code := apiGet(t, p.addr, tc.token, tc.path, nil); code != tc.want {
 			t.Errorf("GET %s (token %q): %d, want %d", tc.path, tc.token, code, tc.want)
 		}
+	}
+	if code := apiGet(t, p.metricsAddr(t), "", "/metrics", nil); code != 200 {
+		t.Errorf("GET /metrics on the metrics listener: %d", code)
 	}
 	// A second serve on the same data dir is refused, not a corrupted store.
 	code, _, stderr := gantryWithTimeout(t, "serve", "--config", rig.config)

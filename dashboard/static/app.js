@@ -31,4 +31,10 @@ document.addEventListener("DOMContentLoaded", function () {
     es.close();
     window.location.reload();
   });
+  // The credential that opened the stream ended (revoked, expired, signed
+  // out): reloading leads to the sign-in form.
+  es.addEventListener("end", function () {
+    es.close();
+    window.location.reload();
+  });
 });
