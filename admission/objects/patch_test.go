@@ -118,7 +118,9 @@ var patchKinds = []struct {
 	{schema.GroupVersionKind{Version: "v1", Kind: "ReplicationController"}, tmplWrap},
 }
 
-func tmplWrap(s string) string { return `{"replicas":2,"template":{"metadata":{"labels":{"a":"b"}},"spec":` + s + `}}` }
+func tmplWrap(s string) string {
+	return `{"replicas":2,"template":{"metadata":{"labels":{"a":"b"}},"spec":` + s + `}}`
+}
 
 func TestImagePatchEveryKindAndContainerList(t *testing.T) {
 	spec := `{"initContainers":[{"name":"i0","image":"r/init:1"},{"name":"i1","image":"r/init@sha256:` + strings.Repeat("a", 64) + `"}],` +
