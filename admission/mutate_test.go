@@ -26,7 +26,9 @@ func TestMutate(t *testing.T) {
 	_, goodDigest, _ := strings.Cut(good, "@")
 	_, unsignedDigest, _ := strings.Cut(unsigned, "@")
 
-	pod := func(containers ...string) *objects.Workload { return decode(t, "Pod", podJSON("p", "", "", containers...)) }
+	pod := func(containers ...string) *objects.Workload {
+		return decode(t, "Pod", podJSON("p", "", "", containers...))
+	}
 	req := func(w *objects.Workload) MutateRequest {
 		return MutateRequest{Request: Request{Operation: "CREATE", Namespace: "fn", Username: "alice", Groups: []string{"dev"}, Workload: w}}
 	}
