@@ -105,7 +105,7 @@ func setupE2EWith(t *testing.T, o e2eOptions) *e2e {
 	// Images: signed non-root, signed root-by-default, unsigned.
 	repo := env.Registry + "/admission-e2e-" + id
 	x := &e2e{
-		env:  env,
+		env:      env,
 		good:     pushTestImage(t, repo+"/good", "1000"),
 		root:     pushTestImage(t, repo+"/root", ""),
 		unsigned: pushTestImage(t, repo+"/unsigned", "1000"),
