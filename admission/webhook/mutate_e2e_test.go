@@ -8,15 +8,24 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
+	admregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/gantry-dev/gantry/config"
 )
@@ -140,6 +149,72 @@ func TestE2ETagsResolvedToVerifiedDigests(t *testing.T) {
 		}
 		if img := got.Spec.EphemeralContainers[0].Image; img != goodTag+"@"+goodDigest {
 			t.Fatalf("stored debug image %q", img)
+		}
+	})
+
+	t.Run("a tag a later mutating webhook adds is pinned on reinvocation", func(t *testing.T) {
+		// A sidecar injector registered after Gantry's webhook (the API server
+		// calls mutating webhooks in the order of their configurations' names)
+		// adds a container by tag.
+		inj := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var rev admissionv1.AdmissionReview
+			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&rev); err != nil || rev.Request == nil {
+				http.Error(w, "bad review", http.StatusBadRequest)
+				return
+			}
+			var p corev1.Pod
+			_ = json.Unmarshal(rev.Request.Object.Raw, &p)
+			resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+			if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "sidecar" }) {
+				patch, _ := json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-",
+					"value": corev1.Container{Name: "sidecar", Image: goodTag, SecurityContext: restrictedSC()}}})
+				pt := admissionv1.PatchTypeJSONPatch
+				resp.Patch, resp.PatchType = patch, &pt
+			}
+			rev.Response, rev.Request = resp, nil
+			_ = json.NewEncoder(w).Encode(rev)
+		}))
+		t.Cleanup(inj.Close)
+		caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inj.Certificate().Raw})
+		mwc := &admregv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "zz-inject-" + x.nsIn},
+			Webhooks: []admregv1.MutatingWebhook{{
+				Name: "inject.test.gantry.dev", AdmissionReviewVersions: []string{"v1"},
+				SideEffects: ptr.To(admregv1.SideEffectClassNone), FailurePolicy: ptr.To(admregv1.Fail),
+				ReinvocationPolicy: ptr.To(admregv1.NeverReinvocationPolicy),
+				ClientConfig:       admregv1.WebhookClientConfig{URL: ptr.To(inj.URL + "/inject"), CABundle: caPEM},
+				NamespaceSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": x.nsIn}},
+				ObjectSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{"inject": "yes"}},
+				Rules: []admregv1.RuleWithOperations{{Operations: []admregv1.OperationType{admregv1.Create},
+					Rule: admregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			}}}
+		if _, err := x.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = x.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
+		})
+		pod := x.pod("injected", x.good, nil)
+		pod.Labels = map[string]string{"inject": "yes"}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p, err := x.kube.CoreV1().Pods(x.nsIn).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Spec.Containers) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the injector never took effect")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		got, err := x.kube.CoreV1().Pods(x.nsIn).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Image != goodTag+"@"+goodDigest {
+			t.Fatalf("stored containers: %+v", got.Spec.Containers)
 		}
 	})
 
