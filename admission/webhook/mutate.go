@@ -56,16 +56,7 @@ func (h *Handler) MutateReview(ctx context.Context, review *admissionv1.Admissio
 	if in == nil {
 		return resp, review.Request.Kind.Kind, decision
 	}
-	req := review.Request
-	m := h.eval.Mutate(ctx, admission.MutateRequest{
-		Request: admission.Request{
-			Operation: string(req.Operation), Namespace: req.Namespace,
-			Username: req.UserInfo.Username, Groups: req.UserInfo.Groups,
-			UID: string(req.UID), DryRun: req.DryRun != nil && *req.DryRun,
-			Workload: in.obj, Old: in.old,
-		},
-		EphemeralOnly: req.SubResource == "ephemeralcontainers",
-	})
+	m := h.eval.Mutate(ctx, admission.MutateRequest{Request: in.adm, EphemeralOnly: review.Request.SubResource == "ephemeralcontainers"})
 	resp.Warnings = m.Warnings()
 	if !m.Allowed {
 		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden,

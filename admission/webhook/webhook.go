@@ -197,13 +197,7 @@ func (h *Handler) Review(ctx context.Context, review *admissionv1.AdmissionRevie
 	if in == nil {
 		return resp, review.Request.Kind.Kind, decision
 	}
-	req, gvk, obj, old := review.Request, in.gvk, in.obj, in.old
-	d := h.eval.Evaluate(ctx, admission.Request{
-		Operation: string(req.Operation), Namespace: req.Namespace,
-		Username: req.UserInfo.Username, Groups: req.UserInfo.Groups,
-		UID: string(req.UID), DryRun: req.DryRun != nil && *req.DryRun,
-		Workload: obj, Old: old,
-	})
+	d := h.eval.Evaluate(ctx, in.adm)
 	resp.Allowed = d.Allowed
 	resp.Warnings = d.Warnings()
 	resp.AuditAnnotations = auditAnnotations(d)
@@ -212,13 +206,13 @@ func (h *Handler) Review(ctx context.Context, review *admissionv1.AdmissionRevie
 		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden,
 			Reason: metav1.StatusReasonForbidden, Message: d.Message()}
 	}
-	return resp, gvk.Kind, label
+	return resp, in.gvk.Kind, label
 }
 
-// request is a review request both webhooks judge: the object decoded.
+// request is a review request both webhooks judge, decoded.
 type request struct {
-	gvk      schema.GroupVersionKind
-	obj, old *objects.Workload
+	gvk schema.GroupVersionKind
+	adm admission.Request
 }
 
 // readRequest checks and decodes a review's request. It returns the
@@ -267,7 +261,12 @@ func readRequest(review *admissionv1.AdmissionReview) (*request, *admissionv1.Ad
 	if obj.Name == "" {
 		obj.Name = req.Name
 	}
-	return &request{gvk: gvk, obj: obj, old: old}, resp, ""
+	return &request{gvk: gvk, adm: admission.Request{
+		Operation: string(req.Operation), Namespace: req.Namespace,
+		Username: req.UserInfo.Username, Groups: req.UserInfo.Groups,
+		UID: string(req.UID), DryRun: req.DryRun != nil && *req.DryRun,
+		Workload: obj, Old: old,
+	}}, resp, ""
 }
 
 func decisionLabel(d admission.Decision) string {
