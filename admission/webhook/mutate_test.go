@@ -40,7 +40,7 @@ func (s signedSet) Verify(_ context.Context, d name.Digest) (verification.Result
 
 // mutateHandler serves a handler whose evaluator resolves tags in an
 // in-memory registry; it returns the handler and the registry host.
-func mutateHandler(t *testing.T) (*Handler, string, map[string]string) {
+func mutateHandler(t testing.TB) (*Handler, string, map[string]string, *images.Inspector) {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
@@ -68,12 +68,13 @@ func mutateHandler(t *testing.T) (*Handler, string, map[string]string) {
 	}
 	signed[digests["good"]] = true
 	cfg := config.DefaultAdmission()
-	e, err := admission.New(cfg, admission.Options{Verifier: signed, Registry: reg,
-		Images: images.New(reg, images.Options{MaxEntries: 10, TagTTL: time.Second})})
+	ins := images.New(reg, images.Options{MaxEntries: 10, TagTTL: 30 * time.Second})
+	e, err := admission.New(cfg, admission.Options{Verifier: verification.NewCache(signed, verification.Options{
+		PositiveTTL: time.Minute, NegativeTTL: time.Second, MaxEntries: 10}), Registry: reg, Images: ins})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(e, Options{MaxBodyBytes: 256 << 10}), host, digests
+	return New(e, Options{MaxBodyBytes: 256 << 10}), host, digests, ins
 }
 
 func postTo(t *testing.T, h http.Handler, path, body, ct string) (*httptest.ResponseRecorder, *admissionv1.AdmissionReview) {
@@ -95,7 +96,7 @@ func postTo(t *testing.T, h http.Handler, path, body, ct string) (*httptest.Resp
 }
 
 func TestMutateReviews(t *testing.T) {
-	h, host, digests := mutateHandler(t)
+	h, host, digests, _ := mutateHandler(t)
 	good, unsigned := host+"/fn/good:1.2", host+"/fn/unsigned:1.2"
 	goodPinned := good + "@" + digests["good"]
 	podWith := func(images ...string) string {
@@ -274,4 +275,37 @@ func FuzzMutateReview(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A tag reviewed again within the tag TTL (admission.cache.negativeTTL)
+// makes no registry call: the tag's digest and its verdict are cached.
+func TestMutateWarmMakesNoRegistryCall(t *testing.T) {
+	h, host, _, ins := mutateHandler(t)
+	body := review("Pod", "", "v1", "", "CREATE", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"`+host+`/fn/good:1.2"}]}}`)
+	for i := range 3 {
+		before := ins.RegistryCalls()
+		w, out := postTo(t, h, "/mutate", body, "application/json")
+		if out == nil || !out.Response.Allowed || out.Response.Patch == nil {
+			t.Fatalf("review %d: %s", i, w.Body)
+		}
+		if n := ins.RegistryCalls() - before; (i == 0) != (n > 0) {
+			t.Fatalf("review %d made %d registry calls", i, n)
+		}
+	}
+}
+
+// BenchmarkMutateWarm is the server-side cost of pinning one cached tag.
+func BenchmarkMutateWarm(b *testing.B) {
+	h, host, _, _ := mutateHandler(b)
+	body := review("Pod", "", "v1", "", "CREATE", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"`+host+`/fn/good:1.2"}]}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/mutate", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 || !strings.Contains(w.Body.String(), `"patchType":"JSONPatch"`) {
+			b.Fatal(w.Body.String())
+		}
+	}
 }
