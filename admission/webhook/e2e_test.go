@@ -78,6 +78,7 @@ func cosign(t *testing.T, env *testenv.Env, dir string, args ...string) {
 }
 
 type e2e struct {
+	env        *testenv.Env
 	kube       *kubernetes.Clientset
 	nsIn       string
 	nsOut      string
@@ -86,7 +87,16 @@ type e2e struct {
 	stop       func()
 }
 
-func setupE2E(t *testing.T) *e2e {
+// e2eOptions vary the setup: cfg edits the server's configuration (given
+// the guarded namespace), mutate registers the chart's mutating webhook too.
+type e2eOptions struct {
+	cfg    func(c *config.Config, nsIn string)
+	mutate bool
+}
+
+func setupE2E(t *testing.T) *e2e { return setupE2EWith(t, e2eOptions{}) }
+
+func setupE2EWith(t *testing.T, o e2eOptions) *e2e {
 	env := testenv.Require(t)
 	ctx := context.Background()
 	id := randomSuffix()
@@ -95,6 +105,7 @@ func setupE2E(t *testing.T) *e2e {
 	// Images: signed non-root, signed root-by-default, unsigned.
 	repo := env.Registry + "/admission-e2e-" + id
 	x := &e2e{
+		env:      env,
 		good:     pushTestImage(t, repo+"/good", "1000"),
 		root:     pushTestImage(t, repo+"/root", ""),
 		unsigned: pushTestImage(t, repo+"/unsigned", "1000"),
@@ -113,6 +124,10 @@ func setupE2E(t *testing.T) *e2e {
 	cfg.Registry.Insecure = []string{env.Registry}
 	cfg.Registry.Timeout = 5 * time.Second
 	cfg.Admission.SignerPolicy = policy
+	x.nsIn, x.nsOut = "adm-in-"+id, "adm-out-"+id
+	if o.cfg != nil {
+		o.cfg(cfg, x.nsIn)
+	}
 	eval, err := admission.Build(cfg, admission.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +172,6 @@ func setupE2E(t *testing.T) *e2e {
 	if x.kube, err = kubernetes.NewForConfig(rc); err != nil {
 		t.Fatal(err)
 	}
-	x.nsIn, x.nsOut = "adm-in-"+id, "adm-out-"+id
 	for _, ns := range []string{x.nsIn, x.nsOut} {
 		if _, err := x.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -184,6 +198,18 @@ func setupE2E(t *testing.T) *e2e {
 	t.Cleanup(func() {
 		_ = x.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), vwc.Name, metav1.DeleteOptions{})
 	})
+	if o.mutate {
+		mwc, err := chart.MutatingWebhookAt(r, "gantry-e2e-"+id, []string{x.nsIn}, "https://"+ln.Addr().String()+"/mutate", caPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = x.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
+		})
+	}
 
 	// Wait until the API server calls the webhook.
 	deadline := time.Now().Add(30 * time.Second)

@@ -43,13 +43,14 @@ type Options struct {
 	Ready func() error
 }
 
-// Handler serves /validate, /healthz, /readyz and /metrics.
+// Handler serves /validate, /mutate (mutate.go), /healthz, /readyz and /metrics.
 type Handler struct {
 	eval     *admission.Evaluator
 	o        Options
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	mut      mutateMetrics
 }
 
 // New builds the handler.
@@ -76,6 +77,7 @@ func New(eval *admission.Evaluator, o Options) *Handler {
 	}
 	o.Registry.MustRegister(h.requests, h.duration)
 	h.mux.HandleFunc("POST /validate", h.validate)
+	h.registerMutate()
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{}))
@@ -103,6 +105,14 @@ type reviewEnvelope struct {
 }
 
 func (h *Handler) validate(w http.ResponseWriter, r *http.Request) {
+	h.serveReview(w, r, h.Review, h.requests, h.duration)
+}
+
+// serveReview reads a bounded review body, answers it with review and
+// writes the response, counting it in requests and duration.
+func (h *Handler) serveReview(w http.ResponseWriter, r *http.Request,
+	review func(context.Context, *admissionv1.AdmissionReview) (*admissionv1.AdmissionResponse, string, string),
+	requests *prometheus.CounterVec, duration *prometheus.HistogramVec) {
 	start := time.Now()
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
@@ -120,16 +130,16 @@ func (h *Handler) validate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	review, status, err := DecodeReview(body)
+	rev, status, err := DecodeReview(body)
 	if err != nil {
-		h.requests.WithLabelValues("", "error").Inc()
-		h.o.Log.Warn("admission review rejected", "status", status, "error", err)
+		requests.WithLabelValues("", "error").Inc()
+		h.o.Log.Warn("admission review rejected", "path", r.URL.Path, "status", status, "error", err)
 		http.Error(w, err.Error(), status)
 		return
 	}
-	resp, kind, decision := h.Review(r.Context(), review)
-	h.requests.WithLabelValues(kind, decision).Inc()
-	h.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	resp, kind, decision := review(r.Context(), rev)
+	requests.WithLabelValues(kind, decision).Inc()
+	duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	out := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Response: resp,
@@ -183,12 +193,39 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, int, error) {
 // Review answers one decoded review. It returns the response, the object
 // kind and the decision label for metrics.
 func (h *Handler) Review(ctx context.Context, review *admissionv1.AdmissionReview) (*admissionv1.AdmissionResponse, string, string) {
+	in, resp, decision := readRequest(review)
+	if in == nil {
+		return resp, review.Request.Kind.Kind, decision
+	}
+	d := h.eval.Evaluate(ctx, in.adm)
+	resp.Allowed = d.Allowed
+	resp.Warnings = d.Warnings()
+	resp.AuditAnnotations = auditAnnotations(d)
+	label := decisionLabel(d)
+	if !d.Allowed {
+		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden,
+			Reason: metav1.StatusReasonForbidden, Message: d.Message()}
+	}
+	return resp, in.gvk.Kind, label
+}
+
+// request is a review request both webhooks judge, decoded.
+type request struct {
+	gvk schema.GroupVersionKind
+	adm admission.Request
+}
+
+// readRequest checks and decodes a review's request. It returns the
+// decoded request and the response to complete, or no request and the
+// finished response (a denial, or an allowed DELETE or CONNECT) with its
+// decision label.
+func readRequest(review *admissionv1.AdmissionReview) (*request, *admissionv1.AdmissionResponse, string) {
 	req := review.Request
 	resp := &admissionv1.AdmissionResponse{UID: req.UID}
-	deny := func(code int32, reason metav1.StatusReason, msg string) (*admissionv1.AdmissionResponse, string, string) {
+	deny := func(code int32, reason metav1.StatusReason, msg string) (*request, *admissionv1.AdmissionResponse, string) {
 		resp.Allowed = false
 		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}
-		return resp, req.Kind.Kind, "deny"
+		return nil, resp, "deny"
 	}
 	if review.APIVersion != "admission.k8s.io/v1" || review.Kind != "AdmissionReview" {
 		return deny(http.StatusBadRequest, metav1.StatusReasonBadRequest, fmt.Sprintf(
@@ -203,7 +240,7 @@ func (h *Handler) Review(ctx context.Context, review *admissionv1.AdmissionRevie
 	default:
 		// DELETE and CONNECT cannot bring in an image or change a pod spec.
 		resp.Allowed = true
-		return resp, req.Kind.Kind, "allow"
+		return nil, resp, "allow"
 	}
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
 	if req.SubResource != "" && !(req.SubResource == "ephemeralcontainers" && gvk.Kind == "Pod") {
@@ -224,21 +261,12 @@ func (h *Handler) Review(ctx context.Context, review *admissionv1.AdmissionRevie
 	if obj.Name == "" {
 		obj.Name = req.Name
 	}
-	d := h.eval.Evaluate(ctx, admission.Request{
+	return &request{gvk: gvk, adm: admission.Request{
 		Operation: string(req.Operation), Namespace: req.Namespace,
 		Username: req.UserInfo.Username, Groups: req.UserInfo.Groups,
 		UID: string(req.UID), DryRun: req.DryRun != nil && *req.DryRun,
 		Workload: obj, Old: old,
-	})
-	resp.Allowed = d.Allowed
-	resp.Warnings = d.Warnings()
-	resp.AuditAnnotations = auditAnnotations(d)
-	label := decisionLabel(d)
-	if !d.Allowed {
-		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden,
-			Reason: metav1.StatusReasonForbidden, Message: d.Message()}
-	}
-	return resp, gvk.Kind, label
+	}}, resp, ""
 }
 
 func decisionLabel(d admission.Decision) string {

@@ -132,7 +132,8 @@ func TestMethodsAndProbes(t *testing.T) {
 		method, path string
 		status       int
 	}{
-		{"GET", "/validate", 405}, {"GET", "/healthz", 200}, {"GET", "/readyz", 200}, {"GET", "/metrics", 200}, {"POST", "/mutate", 404},
+		{"GET", "/validate", 405}, {"GET", "/healthz", 200}, {"GET", "/readyz", 200}, {"GET", "/metrics", 200},
+		{"GET", "/mutate", 405}, {"POST", "/mutate", 400}, {"POST", "/other", 404},
 	} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(c.method, c.path, nil))

@@ -22,11 +22,14 @@ func init() {
 	register(func(a *app) *cobra.Command {
 		cmd := &cobra.Command{
 			Use:   "admission",
-			Short: "Run the validating admission webhook server (TLS): POST /validate, /healthz, /readyz, /metrics",
+			Short: "Run the admission webhook server (TLS): POST /validate, POST /mutate, /healthz, /readyz, /metrics",
 			Long: `Serves AdmissionReview (admission.k8s.io/v1) for Pods (incl. ephemeral
 containers) and the pod templates of Deployment, ReplicaSet, StatefulSet,
 DaemonSet, Job, CronJob and ReplicationController: every image signed, Pod
-Security Standards, no root containers. See docs/admission.md.`,
+Security Standards, no root containers. POST /mutate (the mutating webhook)
+replaces each image tag by the digest it points to after verifying that
+digest's signature, so ` + "`kubectl run --image REG/fn:1.2`" + ` is admitted as
+REG/fn:1.2@sha256:…; an unsigned digest is refused. See docs/admission.md.`,
 			Args: cobra.NoArgs,
 		}
 		f := cmd.Flags()

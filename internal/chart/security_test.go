@@ -359,7 +359,7 @@ func TestChartServerSideDryRun(t *testing.T) {
 		kinds[gvk.Kind]++
 	}
 	t.Logf("validated by the API server: %v", kinds)
-	for _, k := range []string{"Deployment", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy", "ConfigMap", "Service", "ValidatingWebhookConfiguration"} {
+	for _, k := range []string{"Deployment", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy", "ConfigMap", "Service", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s was validated (rendered kinds: %v)", k, kinds)
 		}
