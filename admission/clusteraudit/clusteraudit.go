@@ -61,6 +61,20 @@ var resources = map[string]string{
 	"Job": "jobs", "CronJob": "cronjobs",
 }
 
+// Resources lists what the audit lists, for each kind admission covers,
+// sorted by kind; it fails for a kind without a known resource.
+func Resources() ([]schema.GroupVersionResource, error) {
+	var out []schema.GroupVersionResource
+	for _, gvk := range objects.Kinds() {
+		res, ok := resources[gvk.Kind]
+		if !ok {
+			return nil, fmt.Errorf("kind %s is admitted but the audit does not know its resource", gvk.Kind)
+		}
+		out = append(out, gvk.GroupVersion().WithResource(res))
+	}
+	return out, nil
+}
+
 // controllerUsers is the workload controller that creates objects owned by
 // a kind (the kube-controller-manager service accounts).
 var controllerUsers = map[string]string{
@@ -171,14 +185,15 @@ func Run(ctx context.Context, eval *admission.Evaluator, dyn dynamic.Interface, 
 	ns = slices.Compact(ns)
 	rep := &Report{Schema: Schema, GeneratedAt: o.Now().UTC(), Namespaces: ns, Selector: o.Selector, Workloads: []Workload{}}
 
+	gvrs, err := Resources()
+	if err != nil {
+		return nil, err
+	}
+	kinds := objects.Kinds()
 	var items []*item
 	for _, n := range ns {
-		for _, gvk := range objects.Kinds() {
-			res, ok := resources[gvk.Kind]
-			if !ok {
-				return nil, fmt.Errorf("kind %s is admitted but the audit does not know its resource", gvk.Kind)
-			}
-			got, err := list(ctx, dyn, gvk.GroupVersion().WithResource(res), n, o.Selector)
+		for i, gvk := range kinds {
+			got, err := list(ctx, dyn, gvrs[i], n, o.Selector)
 			if err != nil {
 				return nil, err
 			}
