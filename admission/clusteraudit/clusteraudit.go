@@ -9,12 +9,16 @@
 // returns, exactly as the webhook decodes AdmissionRequest.object, and
 // judged as a CREATE of that object:
 //
-//   - the requester is unknown for an object nobody owns, so exemptions by
-//     user, group or serviceAccount do not apply to it (namespace and image
-//     exemptions do); an object with a controller owner is judged as that
-//     owner's workload controller (system:serviceaccount:kube-system:…)
-//     would submit it, which is also what admits a valid break-glass
-//     annotation a controller copied;
+//   - the requester is the workload controller that submits the object's
+//     pods (system:serviceaccount:kube-system:…-controller): the owner's
+//     controller for an owned object, the object's own controller for an
+//     unowned Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet
+//     or ReplicationController; nobody for an unowned Pod. So exemptions by
+//     user, group or serviceAccount apply only as they would to those
+//     controllers (namespace and image exemptions apply as always), and a
+//     valid break-glass annotation admits a workload as it admits the pods
+//     its controller creates, while one on a bare Pod is refused: nobody
+//     can tell who set it;
 //   - mode does not hide anything: an object is "denied" when it has a
 //     violation that no break-glass annotation admits, whatever the
 //     namespace's mode is today (Mode says whether it is enforced now);
@@ -50,8 +54,8 @@ import (
 // Schema names the JSON report format (see docs/admission.md).
 const Schema = "gantry.dev/policy-audit/v1"
 
-// PageSize is the list page size (Limit/Continue).
-const PageSize = 250
+// DefaultPageSize is the list page size (Limit/Continue).
+const DefaultPageSize = 250
 
 // resources maps every kind admission covers to its resource name. A kind
 // objects.Kinds adds without an entry here makes Run fail, not skip it.
@@ -95,6 +99,8 @@ type Options struct {
 	Selector string
 	// Parallel bounds the objects judged at once (default 4).
 	Parallel int
+	// PageSize is the Limit of each list call (default 250).
+	PageSize int64
 	// Now stamps the report (default time.Now).
 	Now func() time.Time
 }
@@ -177,6 +183,9 @@ func Run(ctx context.Context, eval *admission.Evaluator, dyn dynamic.Interface, 
 	if o.Parallel <= 0 {
 		o.Parallel = 4
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -193,7 +202,7 @@ func Run(ctx context.Context, eval *admission.Evaluator, dyn dynamic.Interface, 
 	var items []*item
 	for _, n := range ns {
 		for i, gvk := range kinds {
-			got, err := list(ctx, dyn, gvrs[i], n, o.Selector)
+			got, err := list(ctx, dyn, gvrs[i], n, o.Selector, o.PageSize)
 			if err != nil {
 				return nil, err
 			}
@@ -283,13 +292,13 @@ func Run(ctx context.Context, eval *admission.Evaluator, dyn dynamic.Interface, 
 }
 
 // list reads one resource in one namespace, page by page.
-func list(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, ns, selector string) ([]*unstructured.Unstructured, error) {
+func list(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, ns, selector string, limit int64) ([]*unstructured.Unstructured, error) {
 	name := gvr.Resource
 	if gvr.Group != "" {
 		name += "." + gvr.Group
 	}
 	var out []*unstructured.Unstructured
-	opts := metav1.ListOptions{LabelSelector: selector, Limit: PageSize}
+	opts := metav1.ListOptions{LabelSelector: selector, Limit: limit}
 	for {
 		l, err := dyn.Resource(gvr).Namespace(ns).List(ctx, opts)
 		if err != nil {
@@ -316,7 +325,7 @@ func judge(ctx context.Context, eval *admission.Evaluator, it *item) error {
 		return fmt.Errorf("%s %s/%s: %w", it.gvk.Kind, it.obj.GetNamespace(), it.obj.GetName(), err)
 	}
 	it.w = w
-	user := ""
+	user := controllerUsers[w.Kind]
 	if ref := metav1.GetControllerOfNoCopy(it.obj); ref != nil {
 		it.owner = ref.UID
 		user = controllerUsers[ref.Kind]
