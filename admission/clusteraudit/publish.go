@@ -3,6 +3,7 @@ package clusteraudit
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,11 +14,11 @@ import (
 
 // Publisher runs the audit every Interval and publishes the result as
 // gauges: gantry_admission_audit_violations{namespace,rule} counts the
-// workloads that would be denied for that rule (reset each pass, so a fixed
-// workload disappears), gantry_admission_audit_last_run_timestamp_seconds
-// and gantry_admission_audit_last_success_timestamp_seconds say when it ran
-// and when it last succeeded, gantry_admission_audit_denied_workloads the
-// total. A failed pass keeps the previous gauges and logs why.
+// workloads that would be denied for that rule (replaced whole each pass,
+// so a fixed workload disappears), gantry_admission_audit_denied_workloads
+// their total, gantry_admission_audit_last_run_timestamp_seconds and
+// gantry_admission_audit_last_success_timestamp_seconds when it last ran
+// and last succeeded. A failed pass keeps the previous result and logs why.
 type Publisher struct {
 	Eval     *admission.Evaluator
 	Dyn      dynamic.Interface
@@ -27,38 +28,54 @@ type Publisher struct {
 	Timeout time.Duration
 	Log     *slog.Logger
 
-	violations  *prometheus.GaugeVec
-	denied      prometheus.Gauge
-	lastRun     prometheus.Gauge
-	lastSuccess prometheus.Gauge
+	mu          sync.Mutex
+	byRule      map[[2]string]int // namespace, rule → workloads
+	denied      int
+	lastRun     time.Time
+	lastSuccess time.Time
 }
 
-// Register creates the gauges in reg.
-func (p *Publisher) Register(reg prometheus.Registerer) {
-	p.violations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "gantry_admission_audit_violations",
-		Help: "Running workloads admission would deny, by namespace and rule, as of the last successful periodic audit (admission.audit.interval).",
-	}, []string{"namespace", "rule"})
-	p.denied = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "gantry_admission_audit_denied_workloads",
-		Help: "Running workloads admission would deny, as of the last successful periodic audit.",
-	})
-	p.lastRun = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "gantry_admission_audit_last_run_timestamp_seconds",
-		Help: "Unix time the last periodic audit pass ended (successful or not).",
-	})
-	p.lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "gantry_admission_audit_last_success_timestamp_seconds",
-		Help: "Unix time the last periodic audit pass succeeded.",
-	})
-	reg.MustRegister(p.violations, p.denied, p.lastRun, p.lastSuccess)
+var (
+	descViolations = prometheus.NewDesc("gantry_admission_audit_violations",
+		"Running workloads admission would deny, by namespace and rule, as of the last successful periodic audit (admission.audit.interval).",
+		[]string{"namespace", "rule"}, nil)
+	descDenied = prometheus.NewDesc("gantry_admission_audit_denied_workloads",
+		"Running workloads admission would deny, as of the last successful periodic audit.", nil, nil)
+	descLastRun = prometheus.NewDesc("gantry_admission_audit_last_run_timestamp_seconds",
+		"Unix time the last periodic audit pass ended, successful or not (0: none yet).", nil, nil)
+	descLastSuccess = prometheus.NewDesc("gantry_admission_audit_last_success_timestamp_seconds",
+		"Unix time the last periodic audit pass succeeded (0: none yet).", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (p *Publisher) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descViolations
+	ch <- descDenied
+	ch <- descLastRun
+	ch <- descLastSuccess
+}
+
+// Collect implements prometheus.Collector: one consistent pass per scrape.
+func (p *Publisher) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, n := range p.byRule {
+		ch <- prometheus.MustNewConstMetric(descViolations, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
+	ch <- prometheus.MustNewConstMetric(descDenied, prometheus.GaugeValue, float64(p.denied))
+	ch <- prometheus.MustNewConstMetric(descLastRun, prometheus.GaugeValue, unix(p.lastRun))
+	ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, unix(p.lastSuccess))
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 // Run audits now and then every Interval until ctx ends.
 func (p *Publisher) Run(ctx context.Context) {
-	if p.Log == nil {
-		p.Log = slog.New(slog.DiscardHandler)
-	}
 	t := time.NewTicker(p.Interval)
 	defer t.Stop()
 	for {
@@ -71,8 +88,12 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 }
 
-// Pass runs one audit and updates the gauges.
+// Pass runs one audit and replaces the published result.
 func (p *Publisher) Pass(ctx context.Context) {
+	log := p.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	timeout := p.Timeout
 	if timeout <= 0 {
 		timeout = p.Interval
@@ -81,14 +102,17 @@ func (p *Publisher) Pass(ctx context.Context) {
 	defer cancel()
 	start := time.Now()
 	rep, err := Run(pctx, p.Eval, p.Dyn, p.Options)
-	p.lastRun.Set(float64(time.Now().Unix()))
+	end := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastRun = end
 	if err != nil {
 		if ctx.Err() == nil {
-			p.Log.Warn("admission audit failed; the gauges keep the last successful pass", "error", err)
+			log.Warn("admission audit failed; the gauges keep the last successful pass", "error", err)
 		}
 		return
 	}
-	p.violations.Reset()
+	p.byRule = map[[2]string]int{}
 	for _, w := range rep.Workloads {
 		if !w.Denied {
 			continue
@@ -97,11 +121,11 @@ func (p *Publisher) Pass(ctx context.Context) {
 		for _, v := range w.Violations {
 			if !seen[v.Rule] {
 				seen[v.Rule] = true
-				p.violations.WithLabelValues(w.Namespace, v.Rule).Inc()
+				p.byRule[[2]string{w.Namespace, v.Rule}]++
 			}
 		}
 	}
-	p.denied.Set(float64(rep.Denied))
-	p.lastSuccess.Set(float64(time.Now().Unix()))
-	p.Log.Info("admission audit", "scanned", rep.Scanned, "denied", rep.Denied, "duration", time.Since(start).Round(time.Millisecond).String())
+	p.denied = rep.Denied
+	p.lastSuccess = end
+	log.Info("admission audit", "scanned", rep.Scanned, "denied", rep.Denied, "duration", end.Sub(start).Round(time.Millisecond).String())
 }

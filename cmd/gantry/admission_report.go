@@ -28,7 +28,7 @@ func startAdmissionAudit(ctx context.Context, a *app, reg prometheus.Registerer)
 	}
 	p := &clusteraudit.Publisher{Eval: eval, Dyn: dyn, Options: auditOptions(a.cfg, ac), Interval: ac.Interval,
 		Log: a.log.With("component", "admission-audit")}
-	p.Register(reg)
+	reg.MustRegister(p)
 	a.log.Info("admission audit enabled", "interval", ac.Interval.String(), "namespaces", p.Options.Namespaces, "selector", ac.Selector)
 	go p.Run(ctx)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -342,9 +343,10 @@ func TestPolicyAuditExistingWorkloads(t *testing.T) {
 			m := gauges(scrape())
 			return sortLines(m) == sortLines(want), m, nil
 		})
-		if m := scrape(); !strings.Contains(m, "gantry_admission_audit_last_success_timestamp_seconds ") ||
-			!strings.Contains(m, "gantry_admission_audit_last_run_timestamp_seconds ") {
-			t.Fatalf("no timestamps:\n%s", m)
+		first := scrape()
+		lastSuccess := metricValue(t, first, "gantry_admission_audit_last_success_timestamp_seconds")
+		if lastSuccess < float64(time.Now().Add(-time.Minute).Unix()) || metricValue(t, first, "gantry_admission_audit_last_run_timestamp_seconds") < lastSuccess {
+			t.Fatalf("timestamps:\n%s", first)
 		}
 		// Fixed things disappear at the next pass.
 		if err := c.admin.BatchV1().CronJobs(c.ns).Delete(ctx, "root", metav1.DeleteOptions{}); err != nil {
@@ -359,6 +361,20 @@ func TestPolicyAuditExistingWorkloads(t *testing.T) {
 			m := gauges(scrape())
 			return sortLines(m) == sortLines(want), m, nil
 		})
+		// The audit's passes are not admission reviews: they leave the
+		// review counters alone.
+		counters := func(m string) string {
+			var out []string
+			for _, l := range strings.Split(m, "\n") {
+				if strings.HasPrefix(l, "gantry_admission_violations_total{") || strings.HasPrefix(l, "gantry_admission_requests_total{") {
+					out = append(out, l)
+				}
+			}
+			return strings.Join(out, "\n")
+		}
+		if before, after := counters(first), counters(scrape()); before != after || !strings.Contains(before, `rule="podSecurity"`) {
+			t.Errorf("admission counters moved between audit passes:\n%s\nthen\n%s", before, after)
+		}
 	})
 }
 
@@ -431,4 +447,20 @@ func dryRunCopy(ctx context.Context, cs *kubernetes.Clientset, kind, ns, name st
 		return err
 	}
 	return fmt.Errorf("dryRunCopy: kind %s", kind)
+}
+
+// metricValue reads the value of an unlabelled metric from a scrape.
+func metricValue(t *testing.T, scrape, name string) float64 {
+	t.Helper()
+	for _, l := range strings.Split(scrape, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in\n%s", name, scrape)
+	return 0
 }
