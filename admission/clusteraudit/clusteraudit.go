@@ -328,7 +328,9 @@ func judge(ctx context.Context, eval *admission.Evaluator, it *item) error {
 	user := controllerUsers[w.Kind]
 	if ref := metav1.GetControllerOfNoCopy(it.obj); ref != nil {
 		it.owner = ref.UID
-		user = controllerUsers[ref.Kind]
+		if u, ok := controllerUsers[ref.Kind]; ok {
+			user = u
+		} // else an operator's object (e.g. an OpenFaaS Function's Deployment): as unowned
 	}
 	it.d = eval.Evaluate(ctx, admission.Request{Operation: "CREATE", Namespace: w.Namespace, Username: user, Workload: w})
 	for _, v := range it.d.Violations {

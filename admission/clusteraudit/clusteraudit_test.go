@@ -187,6 +187,14 @@ func TestOwnersAndBreakGlass(t *testing.T) {
 	if _, err := r.cs.AppsV1().Deployments(r.ns).Create(ctx, bg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An operator's Deployment (an OpenFaaS Function's) is judged as an
+	// unowned one.
+	fn := bg.DeepCopy()
+	fn.Name = "fn-op"
+	fn.OwnerReferences = []metav1.OwnerReference{{APIVersion: "openfaas.com/v1", Kind: "Function", Name: "fn-op", UID: "3c0a7e52-0000-4000-8000-000000000000", Controller: ptr.To(true)}}
+	if _, err := r.cs.AppsV1().Deployments(r.ns).Create(ctx, fn, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	r.pod(t, "bare-bg", spec(true), nil, map[string]string{"gantry.dev/break-glass-until": until})
 
 	rep, err := Run(ctx, eval, r.dyn, Options{Namespaces: []string{r.ns}})
@@ -203,6 +211,7 @@ func TestOwnersAndBreakGlass(t *testing.T) {
 	}
 	ns := r.ns
 	want := []string{
+		"Deployment " + ns + "/fn-op denied=false bg=\"" + until + "\" covers=[] podSecurity,podSecurity",
 		"Deployment " + ns + "/hotfix denied=false bg=\"" + until + "\" covers=[] podSecurity,podSecurity",
 		"Pod " + ns + "/bare-bg denied=true bg=\"\" covers=[] breakGlass",
 		"Pod " + ns + "/orphan denied=true bg=\"\" covers=[] podSecurity,podSecurity",
@@ -212,7 +221,7 @@ func TestOwnersAndBreakGlass(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if rep.Scanned != 7 || rep.Denied != 4 {
+	if rep.Scanned != 8 || rep.Denied != 4 {
 		t.Fatalf("scanned %d denied %d", rep.Scanned, rep.Denied)
 	}
 
@@ -220,13 +229,13 @@ func TestOwnersAndBreakGlass(t *testing.T) {
 	if err := WriteTable(&table, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"break-glass until " + until + "  Deployment/hotfix", "ReplicaSet/web (+1 owned)", "7 scanned in " + ns + ", 4 would be denied\n"} {
+	for _, s := range []string{"break-glass until " + until + "  Deployment/hotfix", "ReplicaSet/web (+1 owned)", "8 scanned in " + ns + ", 4 would be denied\n"} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
 	}
 	// The JSON keys are the documented schema.
-	b, err := json.Marshal(rep.Workloads[0])
+	b, err := json.Marshal(rep.Workloads[1])
 	if err != nil {
 		t.Fatal(err)
 	}

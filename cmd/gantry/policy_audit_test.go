@@ -464,3 +464,21 @@ func metricValue(t *testing.T, scrape, name string) float64 {
 	t.Fatalf("no %s in\n%s", name, scrape)
 	return 0
 }
+
+func TestPolicyAuditUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "audit", "-o", "yaml"}, `--output "yaml": allowed: table, json`},
+		{[]string{"policy", "audit", "--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"policy", "audit", "--kubeconfig", filepath.Join(dir, "missing")}, "missing"},
+		{[]string{"policy", "audit", "-n", "x", "extra"}, "unknown command"},
+	} {
+		code, out, stderr := gantry(t, []string{"KUBECONFIG=" + filepath.Join(dir, "none")}, c.args...)
+		if code != exitFailure || out != "" || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q, want %q", c.args, code, out, stderr, c.want)
+		}
+	}
+}
