@@ -11,9 +11,10 @@
 //
 //   - the requester is the workload controller that submits the object's
 //     pods (system:serviceaccount:kube-system:…-controller): the owner's
-//     controller for an owned object, the object's own controller for an
-//     unowned Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet
-//     or ReplicationController; nobody for an unowned Pod. So exemptions by
+//     controller for an object a workload kind owns, else the object's own
+//     controller for a Deployment, StatefulSet, DaemonSet, Job, CronJob,
+//     ReplicaSet or ReplicationController (also one an operator owns);
+//     nobody for a bare Pod. So exemptions by
 //     user, group or serviceAccount apply only as they would to those
 //     controllers (namespace and image exemptions apply as always), and a
 //     valid break-glass annotation admits a workload as it admits the pods
