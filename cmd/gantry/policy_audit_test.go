@@ -284,6 +284,39 @@ func TestPolicyAuditExistingWorkloads(t *testing.T) {
 		return
 	}
 
+	t.Run("periodic audit without RBAC", func(t *testing.T) {
+		// The server starts, says why the audit fails, and publishes no
+		// verdict (last success 0) rather than an empty one.
+		cfg := strings.Replace(readFile(t, c.config), c.kubeconf, filepath.Join(c.dir, "auditor.kubeconfig"), 1)
+		cfgFile := fileWriter(t, t.TempDir())("gantry.yaml", []byte(cfg))
+		dir := t.TempDir()
+		logFile := filepath.Join(dir, "admission.log")
+		p := startGantryUntil(t, admissionListeningRE, logFile, "admission", "--config", cfgFile, "--tls-self-signed", filepath.Join(dir, "tls"))
+		waitFor(t, "the failed audit pass", func() (bool, string, error) {
+			return strings.Contains(readFile(t, logFile), "admission audit failed"), "", nil
+		})
+		if log := readFile(t, logFile); !strings.Contains(log, `grant the RBAC verb \"list\" on resource \"replicationcontrollers\"`) {
+			t.Fatalf("log:\n%s", log)
+		}
+		client := tlsClient(t, filepath.Join(dir, "tls", "ca.crt"))
+		_, port, _ := strings.Cut(p.addr, ":")
+		resp, err := client.Get("https://localhost:" + port + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := string(b)
+		if metricValue(t, m, "gantry_admission_audit_last_success_timestamp_seconds") != 0 || metricValue(t, m, "gantry_admission_audit_last_run_timestamp_seconds") == 0 ||
+			strings.Contains(m, "gantry_admission_audit_violations{") {
+			t.Fatalf("metrics after a failed pass:\n%s", m)
+		}
+		p.kill()
+	})
+
 	// The real webhook, registered now, refuses each reported workload
 	// with the reported reasons (a dry-run create of a copy), and admits
 	// the one the audit passed.
