@@ -235,6 +235,39 @@ func TestPolicyAuditExistingWorkloads(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("workloads:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+		// The documented keys, no more, no fewer (docs/admission.md).
+		var raw struct {
+			Top       map[string]json.RawMessage
+			Workloads []map[string]json.RawMessage `json:"workloads"`
+		}
+		if err := json.Unmarshal([]byte(out), &raw.Top); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(out), &raw); err != nil {
+			t.Fatal(err)
+		}
+		var vios []map[string]json.RawMessage
+		if err := json.Unmarshal(raw.Workloads[1]["violations"], &vios); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []struct {
+			what string
+			m    map[string]json.RawMessage
+			want string
+		}{
+			{"report", raw.Top, "denied,generatedAt,namespaces,scanned,schema,workloads"},
+			{"workload", raw.Workloads[1], "covers,denied,kind,level,mode,name,namespace,violations"},
+			{"violation", vios[0], "fix,image,message,rule"},
+		} {
+			var keys []string
+			for key := range k.m {
+				keys = append(keys, key)
+			}
+			slices.Sort(keys)
+			if strings.Join(keys, ",") != k.want {
+				t.Errorf("%s keys %v, want %s", k.what, keys, k.want)
+			}
+		}
 		covers := strings.Join(rep.Workloads[1].Covers, ",")
 		if !regexp.MustCompile(`^Pod unsigned-[a-z0-9]+-[a-z0-9]+,Pod unsigned-[a-z0-9]+-[a-z0-9]+,ReplicaSet unsigned-[a-z0-9]+$`).MatchString(covers) {
 			t.Errorf("covers: %s", covers)
