@@ -46,6 +46,26 @@ type Admission struct {
 	// BreakGlass lets a configured group admit a refused object for a
 	// limited time with an annotation.
 	BreakGlass BreakGlass `yaml:"breakGlass"`
+	// Audit is the periodic report of running workloads the policy would
+	// deny (`gantry admission`; `gantry policy audit` runs it once).
+	Audit AdmissionAudit `yaml:"audit"`
+}
+
+// AdmissionAudit configures the audit of what already runs.
+type AdmissionAudit struct {
+	// Interval between passes in `gantry admission`; 0 (the default) turns
+	// the periodic audit off: it needs list access to the workloads of the
+	// function namespaces, which the webhook otherwise does without.
+	Interval time.Duration `yaml:"interval"`
+	// Namespaces to audit; empty means deploy.namespace.
+	Namespaces []string `yaml:"namespaces"`
+	// Selector is a label selector over the workloads (empty: all).
+	Selector string `yaml:"selector"`
+	// Kubeconfig is the kubeconfig file; empty: in-cluster credentials,
+	// else $KUBECONFIG / ~/.kube/config.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// RequestTimeout bounds each API server request.
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
 }
 
 // AdmissionTLS names the serving certificate and key files.
@@ -123,6 +143,7 @@ func DefaultAdmission() Admission {
 		RequireDigest:    true,
 		Cache:            AdmissionCache{PositiveTTL: 10 * time.Minute, NegativeTTL: 30 * time.Second, MaxEntries: 10000},
 		PodSecurity:      PodSecurity{Level: "restricted", Version: "latest"},
+		Audit:            AdmissionAudit{RequestTimeout: 30 * time.Second},
 		BreakGlass: BreakGlass{
 			Annotation:  "gantry.dev/break-glass-until",
 			MaxDuration: 24 * time.Hour,
@@ -209,6 +230,12 @@ func (a *Admission) Validate() error {
 				errs = append(errs, fmt.Errorf("%s.rules: %q is not a rule (allowed: %s)", where, r, strings.Join(AdmissionRules, ", ")))
 			}
 		}
+	}
+	if a.Audit.Interval != 0 && a.Audit.Interval < 10*time.Second {
+		errs = append(errs, fmt.Errorf("admission.audit.interval must be 0 (off) or at least 10s, got %s", a.Audit.Interval))
+	}
+	if a.Audit.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("admission.audit.requestTimeout must be positive, got %s", a.Audit.RequestTimeout))
 	}
 	if len(a.BreakGlass.Groups) > 0 {
 		if a.BreakGlass.Annotation == "" {

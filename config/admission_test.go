@@ -31,6 +31,8 @@ func TestAdmissionValidate(t *testing.T) {
 			a.Exemptions = []AdmissionExemption{{User: "u", Rules: []string{"all"}, Reason: "r"}}
 		}, "not a rule"},
 		{"break-glass without annotation", func(a *Admission) { a.BreakGlass.Groups = []string{"g"}; a.BreakGlass.Annotation = "" }, "annotation is required"},
+		{"audit every second", func(a *Admission) { a.Audit.Interval = time.Second }, "admission.audit.interval must be 0 (off) or at least 10s"},
+		{"audit without request timeout", func(a *Admission) { a.Audit.RequestTimeout = 0 }, "admission.audit.requestTimeout must be positive"},
 	} {
 		a := DefaultAdmission()
 		c.edit(&a)

@@ -91,6 +91,11 @@ REG/fn:1.2@sha256:…; an unsigned digest is refused. See docs/admission.md.`,
 			if err != nil {
 				return err
 			}
+			if ac.Audit.Interval > 0 {
+				if err := startAdmissionAudit(cmd.Context(), a, reg); err != nil {
+					return fmt.Errorf("admission.audit: %w", err)
+				}
+			}
 			h := webhook.New(eval, webhook.Options{MaxBodyBytes: ac.MaxBodyBytes, Log: a.log, Registry: reg, Ready: rl.Err})
 			ln, err := net.Listen("tcp", ac.Listen)
 			if err != nil {

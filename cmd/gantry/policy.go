@@ -101,6 +101,7 @@ deny and every reason. --offline makes no registry call at all.`,
 			return nil
 		}
 		policy.AddCommand(check)
+		policy.AddCommand(newPolicyAuditCmd(a))
 		return policy
 	})
 }
