@@ -64,7 +64,7 @@ func (s *Signer) ownBundleVerifier() (*bundleVerifier, error) {
 	if s.id.cert != nil {
 		return nil, nil
 	}
-	return newBundleVerifier(&trustedKey{name: s.id.source, verifier: s.id.sv})
+	return newBundleVerifier(&trustedKey{name: s.id.source, verifier: s.id.sv}, nil)
 }
 
 // signBundle signs d in the bundle format unless this identity already

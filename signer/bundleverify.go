@@ -6,6 +6,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 )
@@ -18,8 +19,12 @@ type bundleVerifier struct {
 }
 
 // newBundleVerifier returns the bundle verifier of identity k, or nil when
-// bundles are not accepted for it.
-func newBundleVerifier(k *trustedKey) (*bundleVerifier, error) {
+// bundles are not accepted for it. t is the policy's keyless trust (nil
+// when it has none).
+func newBundleVerifier(k *trustedKey, t *keylessTrust) (*bundleVerifier, error) {
+	if k.keyless != nil {
+		return newKeylessBundleVerifier(k, t)
+	}
 	if k.verifier == nil {
 		return nil, nil
 	}
@@ -52,4 +57,44 @@ func (bv *bundleVerifier) verify(e *bundleEntry, h v1.Hash) error {
 func (bv *bundleVerifier) signedByIdentity(e *bundleEntry) bool {
 	_, err := bv.v.Verify(e.b, verify.NewPolicy(verify.WithoutArtifactUnsafe(), bv.policy))
 	return err == nil
+}
+
+// caMaterial is the policy's Fulcio CA files as sigstore-go trusted
+// material: one certificate authority per root, with every intermediate.
+type caMaterial struct {
+	root.BaseTrustedMaterial
+	cas []root.CertificateAuthority
+}
+
+func (m *caMaterial) FulcioCertificateAuthorities() []root.CertificateAuthority { return m.cas }
+
+// newKeylessBundleVerifier verifies bundles that carry a certificate
+// issued by the policy's CA for the identity, checked at the current time
+// (as for the tag-based format without Rekor keys). With Rekor or CT log
+// keys in the policy, bundles are not accepted for keyless identities (nil).
+func newKeylessBundleVerifier(k *trustedKey, t *keylessTrust) (*bundleVerifier, error) {
+	if t == nil || len(t.rootCerts) == 0 || t.rekorKeys != nil || t.ctKeys != nil {
+		return nil, nil
+	}
+	m := &caMaterial{}
+	for _, r := range t.rootCerts {
+		m.cas = append(m.cas, &root.FulcioCertificateAuthority{Root: r, Intermediates: t.intermediateCerts})
+	}
+	v, err := verify.NewVerifier(m, verify.WithCurrentTime())
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", k.name, err)
+	}
+	san, err := verify.NewSANMatcher(k.keyless.Subject, k.keyless.SubjectRegExp)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", k.name, err)
+	}
+	iss, err := verify.NewIssuerMatcher(k.keyless.Issuer, k.keyless.IssuerRegExp)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", k.name, err)
+	}
+	id, err := verify.NewCertificateIdentity(san, iss, certificate.Extensions{})
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", k.name, err)
+	}
+	return &bundleVerifier{v: v, policy: verify.WithCertificateIdentity(id)}, nil
 }

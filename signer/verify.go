@@ -109,7 +109,7 @@ func NewVerifier(p *Policy, reg *goci.Client, opts ...VerifierOption) (*Verifier
 		o(v)
 	}
 	for _, k := range p.keys {
-		bv, err := newBundleVerifier(k)
+		bv, err := newBundleVerifier(k, p.trust)
 		if err != nil {
 			return nil, fmt.Errorf("signer: %w", err)
 		}
