@@ -41,6 +41,10 @@ const (
 	// statement's predicate type. It is unsigned: used only to skip
 	// fetching bundles of the wrong kind, never to trust one.
 	annPredicateType = "dev.sigstore.bundle.predicateType"
+	// emptyArtifactType is the artifactType cosign v2.6's writer leaves
+	// in the referrers list (its empty config's media type): such a
+	// referrer may be a bundle, which only its manifest tells.
+	emptyArtifactType = "application/vnd.oci.empty.v1+json"
 	// maxBundles bounds the bundle referrers read per image.
 	maxBundles = maxLayers
 )
@@ -113,7 +117,7 @@ func (s *bundleSource) list(ctx context.Context) error {
 		return fmt.Errorf("%w: the referrers list of %s: %v", errCorrupt, s.d, err)
 	}
 	for _, desc := range im.Manifests {
-		if !strings.HasPrefix(desc.ArtifactType, bundleMediaPrefix) {
+		if !strings.HasPrefix(desc.ArtifactType, bundleMediaPrefix) && desc.ArtifactType != emptyArtifactType {
 			continue // other referrers (SBOMs pushed by other tools, …)
 		}
 		if len(s.descs) == maxBundles {
@@ -211,7 +215,8 @@ func (s *bundleSource) fetch(ctx context.Context, descs []v1.Descriptor) error {
 
 // fetchOne reads one referrer manifest and its bundle. A bundle that is
 // not a DSSE envelope (a plain message signature, which says nothing about
-// what was signed) is returned as nil: ignored, not an error.
+// what was signed), and a referrer listed with the empty artifactType that
+// holds no bundle, are returned as nil: ignored, not an error.
 func (s *bundleSource) fetchOne(ctx context.Context, p *remote.Puller, desc v1.Descriptor) (*bundleEntry, int64, error) {
 	ref := s.d.Context().Digest(desc.Digest.String())
 	if desc.Size > maxManifestSize {
@@ -230,6 +235,9 @@ func (s *bundleSource) fetchOne(ctx context.Context, p *remote.Puller, desc v1.D
 		return nil, 0, fmt.Errorf("bundle referrer %s: %w", desc.Digest, err)
 	}
 	if len(layers) != 1 || !strings.HasPrefix(string(layers[0].MediaType), bundleMediaPrefix) {
+		if desc.ArtifactType == emptyArtifactType {
+			return nil, 0, nil // another kind of artifact: skipped
+		}
 		return nil, 0, fmt.Errorf("%w: bundle referrer %s must hold exactly one layer of type %s", errCorrupt, desc.Digest, bundleMediaType)
 	}
 	raw, err := fetchBlob(ctx, p, s.d.Context(), layers[0])
