@@ -186,6 +186,13 @@ func TestCosign3SignaturesVerify(t *testing.T) {
 			t.Fatalf("%+v", res)
 		}
 	})
+	t.Run("an attestation alone is not a signature", func(t *testing.T) {
+		d := r.pushImage(r.uniqueRepo(), "v1")
+		cosign3Attest(t, cli, keyPath, "slsaprovenance1", provFile, d)
+		if res := verify(t, onlySig, d); res.Verified || res.Reason != NoSignature {
+			t.Fatalf("%+v", res)
+		}
+	})
 	t.Run("wrong key", func(t *testing.T) {
 		d := r.pushImage(r.uniqueRepo(), "v1")
 		cosign3Sign(t, cli, strangerKey, d)
