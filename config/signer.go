@@ -55,6 +55,16 @@ type Signer struct {
 	// Timeout bounds each call to Fulcio, Rekor or the Kubernetes API.
 	Timeout time.Duration `yaml:"timeout"`
 
+	// Format is how signatures and attestations are stored: legacy (the
+	// default: cosign's tag-based .sig/.att, which every cosign reads
+	// offline, v2 and v3 alike, v3 when the image has no bundle, and so
+	// does every earlier Gantry), bundle (Sigstore bundles as OCI
+	// referrers, what cosign v3 writes) or both (for verifiers that read
+	// only bundles; cosign v2.6+ and v3 then read the bundle, which
+	// offline needs `--trusted-root`). Verification reads both formats
+	// whatever this says. See docs/signer.md.
+	Format string `yaml:"format" allowed:"legacy,bundle,both"`
+
 	// Policy is the verification policy file used by `gantry verify` when
 	// --policy is not given (trusted identities, threshold, attestation
 	// requirements; see docs/signer.md).
@@ -70,6 +80,7 @@ func DefaultSigner() Signer {
 		OIDCClientID: "sigstore",
 		TlogUpload:   "auto",
 		Timeout:      30 * time.Second,
+		Format:       "legacy",
 	}
 }
 

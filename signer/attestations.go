@@ -41,12 +41,18 @@ func parseStatement(envelope []byte) (*statement, error) {
 	if err := json.Unmarshal(envelope, &env); err != nil {
 		return nil, fmt.Errorf("DSSE envelope: %w", err)
 	}
-	if env.PayloadType != intotoPayloadType {
-		return nil, fmt.Errorf("DSSE payload type %q, want %s", env.PayloadType, intotoPayloadType)
-	}
 	raw, err := decodeB64(env.Payload)
 	if err != nil {
 		return nil, errors.New("DSSE payload is not base64")
+	}
+	return parseStatementPayload(env.PayloadType, raw)
+}
+
+// parseStatementPayload decodes the in-toto statement that is a DSSE
+// envelope's payload (decoded).
+func parseStatementPayload(payloadType string, raw []byte) (*statement, error) {
+	if payloadType != intotoPayloadType {
+		return nil, fmt.Errorf("DSSE payload type %q, want %s", payloadType, intotoPayloadType)
 	}
 	var st statement
 	if err := json.Unmarshal(raw, &st); err != nil {
@@ -70,7 +76,9 @@ func (s *statement) covers(h v1.Hash) bool {
 
 // checkAttestations enforces the policy's attestation requirements. It
 // returns a failure reason and message, or a result/error from the fetch.
-func (v *Verifier) checkAttestations(ctx context.Context, res *Result, ref name.Digest, h v1.Hash, now time.Time) (FailureReason, string, *Result, error) {
+// The tag-based attestations are read first; the attestation bundles that
+// refer to the image only when those do not meet every requirement.
+func (v *Verifier) checkAttestations(ctx context.Context, res *Result, ref name.Digest, h v1.Hash, now time.Time, bs *bundleSource) (FailureReason, string, *Result, error) {
 	f, err := fetchAttachmentsWith(ctx, v.reg, v.pull, ref, attSuffix)
 	if r, err := v.fetchFailure(ctx, res, f, err, "attestations"); r != nil || err != nil {
 		return "", "", r, err
@@ -90,12 +98,35 @@ func (v *Verifier) checkAttestations(ctx context.Context, res *Result, ref name.
 		}
 		byType[st.PredicateType] = append(byType[st.PredicateType], st)
 	}
+	reason, msg := v.meetRequirements(ref, byType)
+	if reason == "" {
+		return "", "", nil, nil
+	}
+	bundles, err := bs.attestations(ctx)
+	if r, err := v.fetchFailure(ctx, res, nil, err, "Sigstore bundles"); r != nil || err != nil {
+		return "", "", r, err
+	}
+	if len(bundles) == 0 {
+		return reason, msg, nil, nil
+	}
+	for _, e := range bundles {
+		if v.bundleTrusted(e, h, now) && e.st.covers(h) {
+			byType[e.st.PredicateType] = append(byType[e.st.PredicateType], e.st)
+		}
+	}
+	reason, msg = v.meetRequirements(ref, byType)
+	return reason, msg, nil, nil
+}
+
+// meetRequirements checks the trusted statements against each
+// requirement of the policy.
+func (v *Verifier) meetRequirements(ref name.Digest, byType map[string][]*statement) (FailureReason, string) {
 	for _, req := range v.policy.Attestations {
 		uri, _ := PredicateTypeURI(req.Type) // validated at load
 		cands := byType[uri]
 		if len(cands) == 0 {
 			return AttestationMissing, fmt.Sprintf("no %s attestation for %s signed by a trusted identity: attest it with `gantry attest %s --type %s --predicate FILE`",
-				req.Type, ref.DigestStr(), ref, req.Type), nil, nil
+				req.Type, ref.DigestStr(), ref, req.Type)
 		}
 		var firstErr error
 		ok := false
@@ -110,10 +141,24 @@ func (v *Verifier) checkAttestations(ctx context.Context, res *Result, ref name.
 			break
 		}
 		if !ok {
-			return AttestationRejected, fmt.Sprintf("the signed %s attestation of %s does not meet the policy: %v", req.Type, ref.DigestStr(), firstErr), nil, nil
+			return AttestationRejected, fmt.Sprintf("the signed %s attestation of %s does not meet the policy: %v", req.Type, ref.DigestStr(), firstErr)
 		}
 	}
-	return "", "", nil, nil
+	return "", ""
+}
+
+// bundleTrusted says whether an active identity signed the bundle e about
+// digest h.
+func (v *Verifier) bundleTrusted(e *bundleEntry, h v1.Hash, now time.Time) bool {
+	for i, k := range v.policy.keys {
+		if !k.activeAt(now) || v.bundles[i] == nil {
+			continue
+		}
+		if v.bundles[i].verify(e, h) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // attestationTrusted says whether an active identity signed att.

@@ -105,3 +105,22 @@ func FuzzParseTrivyReport(f *testing.F) {
 		_ = r
 	})
 }
+
+// FuzzParseBundle: a bundle layer from the registry never panics the
+// parser; what it accepts has a DSSE in-toto statement.
+func FuzzParseBundle(f *testing.F) {
+	stmt := base64.StdEncoding.EncodeToString([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"x"}},"dsseEnvelope":{"payload":"` + stmt + `","payloadType":"application/vnd.in-toto+json","signatures":[{"sig":"MEUCIQ=="}]}}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle+json;version=0.1"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := parseBundle(raw)
+		if err != nil || e == nil {
+			return
+		}
+		if e.st == nil || e.b.GetDsseEnvelope() == nil || e.b.GetDsseEnvelope().GetPayloadType() != intotoPayloadType {
+			t.Fatalf("accepted %s", raw)
+		}
+	})
+}

@@ -50,6 +50,8 @@ type keylessTrust struct {
 	rekorKeys     *cosign.TrustedTransparencyLogPubKeys
 	ctKeys        *cosign.TrustedTransparencyLogPubKeys
 	digest        []byte
+	// The same certificates as lists, for sigstore-go (bundles).
+	rootCerts, intermediateCerts []*x509.Certificate
 }
 
 func (p *Policy) loadKeys() error {
@@ -135,8 +137,10 @@ func (p *Policy) loadTrust() (*keylessTrust, error) {
 			// Self-signed certificates are roots; the rest intermediates.
 			if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
 				t.roots.AddCert(c)
+				t.rootCerts = append(t.rootCerts, c)
 			} else {
 				t.intermediates.AddCert(c)
+				t.intermediateCerts = append(t.intermediateCerts, c)
 			}
 		}
 	}

@@ -72,8 +72,9 @@ func New(ctx context.Context, cfg config.Signer, reg *goci.Client, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	s := &Signer{id: id, reg: reg, log: o.log, now: o.now}
+	s := &Signer{id: id, reg: reg, log: o.log, now: o.now, format: cfg.Format, timeout: cfg.Timeout}
 	if cfg.UploadsToTlog() {
+		s.rekorURL = cfg.RekorURL
 		tl, err := newRekor(cfg.RekorURL, cfg.Timeout)
 		if err != nil {
 			return nil, fmt.Errorf("signer.rekorURL: %w", err)

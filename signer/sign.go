@@ -52,6 +52,12 @@ type Signer struct {
 	log *slog.Logger
 	tl  tlog
 	now func() time.Time
+	// format is signer.format: legacy, bundle or both ("" is legacy).
+	format string
+	// rekorURL and timeout are for bundles' transparency log entries
+	// (empty rekorURL: none).
+	rekorURL string
+	timeout  time.Duration
 }
 
 // SignResult reports one Sign call.
@@ -64,6 +70,8 @@ type SignResult struct {
 	AlreadySigned bool `json:"alreadySigned"`
 	// TransparencyLog is true when a Rekor entry was recorded.
 	TransparencyLog bool `json:"transparencyLog"`
+	// Format is what was written or found: legacy, bundle or both.
+	Format string `json:"format"`
 }
 
 // AttestResult reports one Attest call.
@@ -73,8 +81,9 @@ type AttestResult struct {
 	PredicateType string `json:"predicateType"`
 	// AlreadyAttested is true when this identity had attested the same
 	// predicate before: Attest then writes nothing.
-	AlreadyAttested bool `json:"alreadyAttested"`
-	TransparencyLog bool `json:"transparencyLog"`
+	AlreadyAttested bool   `json:"alreadyAttested"`
+	TransparencyLog bool   `json:"transparencyLog"`
+	Format          string `json:"format"`
 }
 
 // writeOpts are cosign's remote options for a digest's repository. The
@@ -94,10 +103,43 @@ func (s *Signer) Sign(ctx context.Context, d name.Digest) (*SignResult, error) {
 		return nil, fmt.Errorf("sign %s: %w", d, err)
 	}
 	tag, _ := attachmentTag(d, sigSuffix)
-	res := &SignResult{Digest: d.String(), Tag: tag.String()}
+	res := &SignResult{Digest: d.String(), Tag: tag.String(), Format: s.formatName(), AlreadySigned: true}
+	legacy, bundle := s.formats()
+	if legacy {
+		if err := s.signLegacy(ctx, d, h, res); err != nil {
+			return nil, err
+		}
+	}
+	if bundle {
+		already, err := s.signBundle(ctx, d, h)
+		if err != nil {
+			return nil, fmt.Errorf("sign %s: %w", d, err)
+		}
+		if already {
+			s.log.Info("image already signed by this identity (Sigstore bundle); nothing to do", "digest", d.String(), "signer", s.id.source)
+		} else {
+			res.AlreadySigned = false
+			s.log.Info("signed image (Sigstore bundle)", "digest", d.String(), "signer", s.id.source, "referrersOf", d.DigestStr())
+		}
+	}
+	return res, nil
+}
+
+// formatName is the format written, for results.
+func (s *Signer) formatName() string {
+	if s.format == "" {
+		return FormatLegacy
+	}
+	return s.format
+}
+
+// signLegacy signs d in the tag-based format, unless this identity
+// already did (res.AlreadySigned stays true then).
+func (s *Signer) signLegacy(ctx context.Context, d name.Digest, h v1.Hash, res *SignResult) error {
+	tag, _ := attachmentTag(d, sigSuffix)
 	existing, err := fetchAttachments(ctx, s.reg, d, sigSuffix)
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: reading existing signatures: %w", d, err)
+		return fmt.Errorf("sign %s: reading existing signatures: %w", d, err)
 	}
 	co := &cosign.CheckOpts{SigVerifier: s.id.sv, IgnoreTlog: true, IgnoreSCT: true}
 	for _, sig := range existing.sigs {
@@ -105,19 +147,18 @@ func (s *Signer) Sign(ctx context.Context, d name.Digest) (*SignResult, error) {
 			continue
 		}
 		if got, err := signedDigest(sig); err == nil && got == h.String() {
-			res.AlreadySigned = true
 			s.log.Info("image already signed by this identity; nothing to do", "digest", d.String(), "signer", s.id.source)
-			return res, nil
+			return nil
 		}
 	}
 
 	pl, err := (&payload.Cosign{Image: d}).MarshalJSON()
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: payload: %w", d, err)
+		return fmt.Errorf("sign %s: payload: %w", d, err)
 	}
 	raw, err := s.id.sv.SignMessage(bytes.NewReader(pl), sigopts.WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: signing with %s: %w", d, s.id.source, err)
+		return fmt.Errorf("sign %s: signing with %s: %w", d, s.id.source, err)
 	}
 	var opts []static.Option
 	if s.id.cert != nil {
@@ -126,26 +167,27 @@ func (s *Signer) Sign(ctx context.Context, d name.Digest) (*SignResult, error) {
 	if s.tl != nil {
 		b, err := s.tl.uploadSignature(ctx, raw, pl, s.pubOrCert())
 		if err != nil {
-			return nil, fmt.Errorf("sign %s: transparency log: %w", d, err)
+			return fmt.Errorf("sign %s: transparency log: %w", d, err)
 		}
 		opts = append(opts, static.WithBundle(b))
 		res.TransparencyLog = true
 	}
 	sig, err := static.NewSignature(pl, base64.StdEncoding.EncodeToString(raw), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", d, err)
+		return fmt.Errorf("sign %s: %w", d, err)
 	}
 	wopts := s.writeOpts(ctx, d)
 	se := ociremote.SignedUnknown(d, wopts...)
 	newSE, err := mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(cremote.NewDupeDetector(s.id.sv)))
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", d, err)
+		return fmt.Errorf("sign %s: %w", d, err)
 	}
 	if err := ociremote.WriteSignatures(d.Repository, newSE, wopts...); err != nil {
-		return nil, fmt.Errorf("sign %s: writing signature to %s: %w", d, tag, err)
+		return fmt.Errorf("sign %s: writing signature to %s: %w", d, tag, err)
 	}
+	res.AlreadySigned = false
 	s.log.Info("signed image", "digest", d.String(), "signer", s.id.source, "tag", tag.String())
-	return res, nil
+	return nil
 }
 
 // Attest signs an in-toto statement with predicate (JSON) about digest d
@@ -189,9 +231,40 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 	if err != nil {
 		return nil, fmt.Errorf("attest %s: %w", d, err)
 	}
+	res.Format, res.AlreadyAttested = s.formatName(), true
+	legacy, bundle := s.formats()
+	if legacy {
+		if err := s.attestLegacy(ctx, d, h, uri, stmt, wantPred, res); err != nil {
+			return nil, err
+		}
+	}
+	if bundle {
+		pl, err := json.Marshal(stmt)
+		if err != nil {
+			return nil, fmt.Errorf("attest %s: %w", d, err)
+		}
+		already, err := s.attestBundle(ctx, d, h, uri, pl, wantPred)
+		if err != nil {
+			return nil, fmt.Errorf("attest %s: %w", d, err)
+		}
+		if already {
+			s.log.Info("attestation already present (Sigstore bundle); nothing to do", "digest", d.String(), "predicateType", uri)
+		} else {
+			res.AlreadyAttested = false
+			s.log.Info("attested image (Sigstore bundle)", "digest", d.String(), "predicateType", uri, "signer", s.id.source)
+		}
+	}
+	return res, nil
+}
+
+// attestLegacy attaches the statement in the tag-based format, replacing
+// this identity's earlier attestation of the same type, unless it
+// attested the same predicate (res.AlreadyAttested stays true then).
+func (s *Signer) attestLegacy(ctx context.Context, d name.Digest, h v1.Hash, uri string, stmt any, wantPred []byte, res *AttestResult) error {
+	tag, _ := attachmentTag(d, attSuffix)
 	existing, err := fetchAttachments(ctx, s.reg, d, attSuffix)
 	if err != nil {
-		return nil, fmt.Errorf("attest %s: reading existing attestations: %w", d, err)
+		return fmt.Errorf("attest %s: reading existing attestations: %w", d, err)
 	}
 	co := &cosign.CheckOpts{SigVerifier: s.id.sv, IgnoreTlog: true, IgnoreSCT: true}
 	for _, att := range existing.sigs {
@@ -204,19 +277,18 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 			continue
 		}
 		if jsonEqual(st.Predicate, wantPred) {
-			res.AlreadyAttested = true
 			s.log.Info("attestation already present; nothing to do", "digest", d.String(), "predicateType", uri)
-			return res, nil
+			return nil
 		}
 	}
 
 	pl, err := json.Marshal(stmt)
 	if err != nil {
-		return nil, fmt.Errorf("attest %s: %w", d, err)
+		return fmt.Errorf("attest %s: %w", d, err)
 	}
 	envelope, err := dsse.WrapSigner(s.id.sv, ctypes.IntotoPayloadType).SignMessage(bytes.NewReader(pl), sigopts.WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("attest %s: signing with %s: %w", d, s.id.source, err)
+		return fmt.Errorf("attest %s: signing with %s: %w", d, s.id.source, err)
 	}
 	opts := []static.Option{
 		static.WithLayerMediaType(ctypes.DssePayloadType),
@@ -228,14 +300,14 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 	if s.tl != nil {
 		b, err := s.tl.uploadDSSE(ctx, envelope, s.pubOrCert())
 		if err != nil {
-			return nil, fmt.Errorf("attest %s: transparency log: %w", d, err)
+			return fmt.Errorf("attest %s: transparency log: %w", d, err)
 		}
 		opts = append(opts, static.WithBundle(b))
 		res.TransparencyLog = true
 	}
 	att, err := static.NewAttestation(envelope, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("attest %s: %w", d, err)
+		return fmt.Errorf("attest %s: %w", d, err)
 	}
 	wopts := s.writeOpts(ctx, d)
 	se := ociremote.SignedUnknown(d, wopts...)
@@ -243,13 +315,14 @@ func (s *Signer) Attest(ctx context.Context, d name.Digest, predicateType string
 		mutate.WithDupeDetector(cremote.NewDupeDetector(s.id.sv)),
 		mutate.WithReplaceOp(&replaceOwn{ctx: ctx, uri: uri, h: h, co: co}))
 	if err != nil {
-		return nil, fmt.Errorf("attest %s: %w", d, err)
+		return fmt.Errorf("attest %s: %w", d, err)
 	}
 	if err := ociremote.WriteAttestations(d.Repository, newSE, wopts...); err != nil {
-		return nil, fmt.Errorf("attest %s: writing attestation to %s: %w", d, tag, err)
+		return fmt.Errorf("attest %s: writing attestation to %s: %w", d, tag, err)
 	}
+	res.AlreadyAttested = false
 	s.log.Info("attested image", "digest", d.String(), "predicateType", uri, "signer", s.id.source)
-	return res, nil
+	return nil
 }
 
 // pubOrCert is what a transparency log entry names as the signer.

@@ -82,6 +82,9 @@ type Verifier struct {
 	reg    *goci.Client
 	pull   *pullers
 	now    func() time.Time
+	// bundles[i] verifies Sigstore bundles for policy.keys[i] (nil: not
+	// accepted for that identity).
+	bundles []*bundleVerifier
 }
 
 // VerifierOption configures a Verifier.
@@ -105,6 +108,13 @@ func NewVerifier(p *Policy, reg *goci.Client, opts ...VerifierOption) (*Verifier
 	for _, o := range opts {
 		o(v)
 	}
+	for _, k := range p.keys {
+		bv, err := newBundleVerifier(k, p.trust)
+		if err != nil {
+			return nil, fmt.Errorf("signer: %w", err)
+		}
+		v.bundles = append(v.bundles, bv)
+	}
 	return v, nil
 }
 
@@ -116,10 +126,14 @@ func (v *Verifier) Policy() *Policy { return v.policy }
 // (ctx canceled, an invalid reference). A registry that cannot be reached
 // is a Result with Reason RegistryUnreachable (see Result.Cacheable).
 //
-// When only keys are configured, the registry is the only network peer:
-// one manifest request for the signature tag plus one per signature layer
-// (and the same for the attestation tag when attestations are required),
-// whatever the number of keys.
+// When only keys are configured, the registry is the only network peer.
+// Signatures are read in both formats (see docs/signer.md): first the
+// tag-based one, one manifest request for the signature tag plus one per
+// signature layer; only when those do not meet the threshold, the Sigstore
+// bundles that refer to the image: one request to the referrers API, one
+// for the referrers tag when the registry has no such API, and two per
+// signature bundle. The same again for attestations when the policy
+// requires some, the referrers list being read at most once.
 func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error) {
 	h, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
@@ -130,18 +144,41 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 	if r, err := v.fetchFailure(ctx, res, f, err, "signatures"); r != nil || err != nil {
 		return r, err
 	}
-	if f.absent || len(f.sigs) == 0 {
+
+	now := v.now()
+	outcomes := make([]outcome, len(v.policy.keys))
+	claims := make([]string, len(v.policy.keys))
+	for i, k := range v.policy.keys {
+		outcomes[i], claims[i] = v.checkIdentity(ctx, k, f.sigs, h)
+	}
+	found := len(f.sigs)
+	bs := newBundleSource(v.reg, v.pull, ref)
+	if !v.thresholdMet(outcomes, now) {
+		bundles, err := bs.signatures(ctx)
+		if r, err := v.fetchFailure(ctx, res, nil, err, "Sigstore bundles"); r != nil || err != nil {
+			return r, err
+		}
+		found += len(bundles)
+		for i := range v.policy.keys {
+			if outcomes[i] == outcomeVerified || v.bundles[i] == nil {
+				continue
+			}
+			if o, c := v.checkIdentityBundles(v.bundles[i], bundles, h); o > outcomes[i] {
+				outcomes[i], claims[i] = o, c
+			}
+		}
+	}
+	if found == 0 {
 		res.Reason = NoSignature
-		res.Message = fmt.Sprintf("no signature found (looked for the tag %s): sign it with `gantry sign %s`, or deploy a digest that was signed", f.tag.TagStr(), ref)
+		res.Message = fmt.Sprintf("no signature found (looked for the tag %s and for Sigstore bundles referring to %s, %s on registries without the referrers API): sign it with `gantry sign %s` or `cosign sign`, or deploy a digest that was signed",
+			f.tag.TagStr(), ref.DigestStr(), referrersTag(ref), ref)
 		return res, nil
 	}
 
-	now := v.now()
 	var expired, mismatched []string
 	var mismatchClaim string
-	for _, k := range v.policy.keys {
-		outcome, claim := v.checkIdentity(ctx, k, f.sigs, h)
-		switch outcome {
+	for i, k := range v.policy.keys {
+		switch outcomes[i] {
 		case outcomeVerified:
 			if k.activeAt(now) {
 				res.Matched = append(res.Matched, k.name)
@@ -150,7 +187,7 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 			}
 		case outcomeWrongDigest:
 			mismatched = append(mismatched, k.name)
-			mismatchClaim = claim
+			mismatchClaim = claims[i]
 		}
 	}
 	slices.Sort(res.Matched)
@@ -172,12 +209,12 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 		default:
 			res.Reason = UntrustedKey
 			res.Message = fmt.Sprintf("%d signature(s) found on %s, none by a trusted identity (trusted: %s): sign it with a key the policy trusts",
-				len(f.sigs), ref, strings.Join(v.allNames(), ", "))
+				found, ref, strings.Join(v.allNames(), ", "))
 		}
 		return res, nil
 	}
 	if len(v.policy.Attestations) > 0 {
-		reason, msg, r, err := v.checkAttestations(ctx, res, ref, h, now)
+		reason, msg, r, err := v.checkAttestations(ctx, res, ref, h, now, bs)
 		if r != nil || err != nil {
 			return r, err
 		}
@@ -242,6 +279,31 @@ func (v *Verifier) checkIdentity(ctx context.Context, k *trustedKey, sigs []oci.
 			return outcomeVerified, ""
 		}
 		best, claim = outcomeWrongDigest, got
+	}
+	return best, claim
+}
+
+// thresholdMet says whether enough identities, active at now, verified.
+func (v *Verifier) thresholdMet(outcomes []outcome, now time.Time) bool {
+	n := 0
+	for i, k := range v.policy.keys {
+		if outcomes[i] == outcomeVerified && k.activeAt(now) {
+			n++
+		}
+	}
+	return n >= v.policy.EffectiveThreshold()
+}
+
+// checkIdentityBundles looks for a signature bundle of h by one identity.
+func (v *Verifier) checkIdentityBundles(bv *bundleVerifier, bundles []*bundleEntry, h v1.Hash) (outcome, string) {
+	best, claim := outcomeNone, ""
+	for _, e := range bundles {
+		if bv.verify(e, h) == nil && e.st.covers(h) {
+			return outcomeVerified, ""
+		}
+		if best == outcomeNone && bv.signedByIdentity(e) {
+			best, claim = outcomeWrongDigest, e.st.firstSubject()
+		}
 	}
 	return best, claim
 }

@@ -54,9 +54,9 @@ func init() {
 				return writeJSON(a.stdout, res)
 			}
 			if res.AlreadyAttested {
-				_, err = fmt.Fprintf(a.stdout, "%s already has this %s attestation (%s)\n", res.Digest, *typ, res.Tag)
+				_, err = fmt.Fprintf(a.stdout, "%s already has this %s attestation (%s)\n", res.Digest, *typ, signedWhere(res.Format, res.Tag))
 			} else {
-				_, err = fmt.Fprintf(a.stdout, "attested %s: %s (%s)\n", res.Digest, res.PredicateType, res.Tag)
+				_, err = fmt.Fprintf(a.stdout, "attested %s: %s (%s)\n", res.Digest, res.PredicateType, signedWhere(res.Format, res.Tag))
 			}
 			return err
 		}

@@ -14,12 +14,14 @@ import (
 // the signer section of the config for one run.
 type signingFlags struct {
 	key, passwordFile string
+	format            string
 }
 
 func addSigningFlags(cmd *cobra.Command) *signingFlags {
 	f := &signingFlags{}
 	cmd.Flags().StringVar(&f.key, "key", "", "cosign private key file (overrides signer.keySource/keyFile); password from signer.passwordFile or $COSIGN_PASSWORD")
 	cmd.Flags().StringVar(&f.passwordFile, "password-file", "", "file holding the key's password (overrides signer.passwordFile)")
+	cmd.Flags().StringVar(&f.format, "format", "", "legacy (tag-based .sig/.att, cosign v2), bundle (Sigstore bundle as OCI referrer, cosign v3) or both (overrides signer.format)")
 	return f
 }
 
@@ -29,6 +31,9 @@ func (f *signingFlags) apply(c config.Signer) config.Signer {
 	}
 	if f.passwordFile != "" {
 		c.PasswordFile = f.passwordFile
+	}
+	if f.format != "" {
+		c.Format = f.format
 	}
 	return c
 }
@@ -80,12 +85,23 @@ func init() {
 				return writeJSON(a.stdout, res)
 			}
 			if res.AlreadySigned {
-				_, err = fmt.Fprintf(a.stdout, "%s already signed by this key (%s)\n", res.Digest, res.Tag)
+				_, err = fmt.Fprintf(a.stdout, "%s already signed by this key (%s)\n", res.Digest, signedWhere(res.Format, res.Tag))
 			} else {
-				_, err = fmt.Fprintf(a.stdout, "signed %s (%s)\n", res.Digest, res.Tag)
+				_, err = fmt.Fprintf(a.stdout, "signed %s (%s)\n", res.Digest, signedWhere(res.Format, res.Tag))
 			}
 			return err
 		}
 		return cmd
 	})
+}
+
+// signedWhere says where a signature or attestation was stored.
+func signedWhere(format, tag string) string {
+	switch format {
+	case signer.FormatBundle:
+		return "Sigstore bundle, OCI referrer"
+	case signer.FormatBoth:
+		return tag + " and Sigstore bundle, OCI referrer"
+	}
+	return tag
 }

@@ -40,6 +40,8 @@ const (
 	// The second cluster, where kube-controller-manager runs.
 	KeyControllersKubeconfig    = "GANTRY_CONTROLLERS_KUBECONFIG"
 	KeyKubeControllerManagerBin = "GANTRY_KUBE_CONTROLLER_MANAGER_BIN"
+	// KeyCosign3 is the cosign v3 CLI (Sigstore bundles by default).
+	KeyCosign3 = "GANTRY_COSIGN3"
 
 	// EnvFileVar names an env file explicitly; otherwise Find looks for
 	// .testenv/env in the enclosing module root.
@@ -57,7 +59,8 @@ type Env struct {
 	Etcd          string // http URL of etcd
 	Buildctl      string // tool binaries
 	Kubectl       string
-	Cosign        string
+	Cosign        string // cosign v2 (tag-based .sig/.att by default)
+	Cosign3       string // cosign v3 (bundles as OCI referrers by default)
 	NATSServer    string
 	KubeAPIBin    string
 	EtcdBin       string
@@ -78,6 +81,7 @@ func (e *Env) fields() map[string]*string {
 		KeyNATSServer: &e.NATSServer, KeyKubeAPIBin: &e.KubeAPIBin, KeyEtcdBin: &e.EtcdBin,
 		KeyTrivy: &e.Trivy, KeyControllersKubeconfig: &e.ControllersKubeconfig,
 		KeyKubeControllerManagerBin: &e.KubeControllerManagerBin,
+		KeyCosign3:                  &e.Cosign3,
 	}
 }
 
@@ -227,4 +231,20 @@ func shellUnquote(s string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// RequireCosign3 returns the cosign v3 CLI of the test environment, or
+// fails t. An environment started before hack/testenv built cosign v3 has
+// no GANTRY_COSIGN3 line: the variable, set in the test's environment, is
+// used then.
+func RequireCosign3(t testing.TB, e *Env) string {
+	t.Helper()
+	if e.Cosign3 != "" {
+		return e.Cosign3
+	}
+	if p := os.Getenv(KeyCosign3); p != "" {
+		return p
+	}
+	t.Fatalf("the test environment has no cosign v3 CLI (%s is empty): restart it with `hack/testenv down && hack/testenv up`, or set %s", KeyCosign3, KeyCosign3)
+	return ""
 }

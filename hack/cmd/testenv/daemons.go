@@ -143,7 +143,7 @@ func (t *tools) setPaths(env *testenv.Env) bool {
 		dst *string
 		v   string
 	}{
-		{&env.Buildctl, t.buildctl}, {&env.Kubectl, t.kubectl}, {&env.Cosign, t.cosign},
+		{&env.Buildctl, t.buildctl}, {&env.Kubectl, t.kubectl}, {&env.Cosign, t.cosign}, {&env.Cosign3, t.cosign3},
 		{&env.NATSServer, t.natsServer}, {&env.KubeAPIBin, t.kubeAPIServer}, {&env.EtcdBin, t.etcd},
 		{&env.Trivy, t.trivy}, {&env.KubeControllerManagerBin, t.kubeControllerManager},
 	} {

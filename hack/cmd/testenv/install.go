@@ -18,8 +18,11 @@ import (
 // Versions of the tools the test environment builds. Changing one builds it
 // anew into its own cache dir; old dirs can be deleted by hand.
 const (
-	buildkitVersion    = "v0.34.2"
-	cosignVersion      = "v2.6.5"
+	buildkitVersion = "v0.34.2"
+	cosignVersion   = "v2.6.5"
+	// cosign3Version is the current cosign release line (Sigstore bundles
+	// as OCI referrers by default), built beside v2 for interop tests.
+	cosign3Version     = "v3.1.3"
 	natsServerVersion  = "v2.15.2"
 	staticcheckVersion = "v0.8.2"
 	kubeVersion        = "v1.37.2"
@@ -45,6 +48,7 @@ type tools struct {
 	etcd, kubeAPIServer, kubectl string
 	kubeControllerManager        string
 	cosign, natsServer           string
+	cosign3                      string
 	staticcheck                  string
 	trivy                        string
 	runc, registry, busybox      string
@@ -121,6 +125,7 @@ func (r *rig) install() (*tools, error) {
 		eta  string
 	}{
 		{&t.cosign, "cosign", "github.com/sigstore/cosign/v2/cmd/cosign", cosignVersion, "~2 min"},
+		{&t.cosign3, "cosign", "github.com/sigstore/cosign/v3/cmd/cosign", cosign3Version, "~3 min"},
 		{&t.natsServer, "nats-server", "github.com/nats-io/nats-server/v2", natsServerVersion, "~1 min"},
 		{&t.staticcheck, "staticcheck", "honnef.co/go/tools/cmd/staticcheck", staticcheckVersion, "~1 min"},
 	} {
@@ -221,7 +226,7 @@ func (r *rig) which(name string) (string, error) {
 	}
 	paths := map[string]string{
 		"buildkitd": t.buildkitd, "buildctl": t.buildctl, "etcd": t.etcd,
-		"kube-apiserver": t.kubeAPIServer, "kube-controller-manager": t.kubeControllerManager, "kubectl": t.kubectl, "cosign": t.cosign,
+		"kube-apiserver": t.kubeAPIServer, "kube-controller-manager": t.kubeControllerManager, "kubectl": t.kubectl, "cosign": t.cosign, "cosign3": t.cosign3,
 		"nats-server": t.natsServer, "staticcheck": t.staticcheck, "trivy": t.trivy, "runc": t.runc,
 		"docker-registry": t.registry, "busybox": t.busybox,
 	}
