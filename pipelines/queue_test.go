@@ -642,4 +642,13 @@ func TestStuckStageReleasesItsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	doneA <- nil // for the cleanup
+	// The stuck execution, ending late, left the record of the second
+	// one as it was.
+	r, err := q.Get(context.Background(), e.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Stages[0]; r.State != pipelines.StatePassed || s.State != pipelines.StatePassed || s.Attempts != 2 || s.Log != e.RunID+"/stuck/2" {
+		t.Fatalf("after the stuck execution ended: %s, stage %+v", r.State, s)
+	}
 }

@@ -324,7 +324,8 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 		// Use a fresh context: ctx may be cancelled already. The log has
 		// its own time limit, so a slow log store cannot use up the time
 		// the result write needs.
-		logObject := logName(run.ID, name, run.Stage(name).Attempts)
+		execution := run.Stage(name).Attempts // this execution's number
+		logObject := logName(run.ID, name, execution)
 		if err := q.saveLogHeld(context.WithoutCancel(ctx), logObject, logBytes, log); err != nil {
 			log.Warn("worker: stage log not stored", "stage", name, "err", err)
 		}
@@ -333,10 +334,14 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 			recordState = StateQueued // resumed by the next delivery
 		}
 		r, uerr := q.updateHeld(context.WithoutCancel(ctx), run.ID, "recording the stage result", log, func(r *Run) error {
-			if !r.heldBy(holder) && !r.State.Final() {
+			s := r.Stage(name)
+			// Without the lease, only a run made final meanwhile (a
+			// cancel) takes the result, and only if no later execution
+			// of the stage began: a stale execution does not overwrite
+			// the record of the one that finished the run.
+			if !r.heldBy(holder) && (!r.State.Final() || s.Attempts != execution) {
 				return errLeaseLost
 			}
-			s := r.Stage(name)
 			s.State, s.FinishedAt, s.Message, s.LogBytes, s.Log = recordState, &end, msg, len(logBytes), logObject
 			if recordState == StateQueued {
 				s.FinishedAt = nil
