@@ -173,8 +173,8 @@ type Queue struct {
 	// AckWait: a worker silent this long loses its run to another worker
 	// (heartbeats are sent every third of it).
 	AckWait time.Duration `yaml:"ackWait"`
-	// MaxDeliver: a run handed out this many times without finishing is
-	// dead-lettered (state error).
+	// MaxDeliver: a run executed this many times (leases taken, not
+	// deliveries) without finishing is dead-lettered (state error).
 	MaxDeliver int `yaml:"maxDeliver"`
 	// RetryDelay is the pause before retrying a run after a transient error.
 	RetryDelay time.Duration `yaml:"retryDelay"`

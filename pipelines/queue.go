@@ -229,6 +229,8 @@ func (q *Queue) Ready(ctx context.Context) error {
 // Depth returns how many runs wait in the queue (not yet acknowledged,
 // including those being worked on).
 func (q *Queue) Depth(ctx context.Context) (uint64, error) {
+	ctx, cancel := q.bounded(ctx, q.opts.Timeout)
+	defer cancel()
 	info, err := q.stream.Info(ctx)
 	if err != nil {
 		return 0, err
@@ -348,6 +350,8 @@ func (q *Queue) get(ctx context.Context, id string) (*Run, uint64, error) {
 	if !ValidRunID(id) {
 		return nil, 0, ErrNotFound
 	}
+	ctx, cancel := q.bounded(ctx, q.opts.Timeout)
+	defer cancel()
 	e, err := q.runs.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound
@@ -360,6 +364,15 @@ func (q *Queue) get(ctx context.Context, id string) (*Run, uint64, error) {
 		return nil, 0, fmt.Errorf("queue: run %s: corrupt record: %w", id, err)
 	}
 	return &r, e.Revision(), nil
+}
+
+// bounded limits one request to the store to d, also when ctx allows
+// more: the JetStream client applies its own timeout only to a context
+// without a deadline, and a request in flight when its server dies (a
+// NATS failover) is never answered, so it would wait out the caller's
+// deadline however long that is.
+func (q *Queue) bounded(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
 }
 
 // errNoChange lets an update function leave the record as it is.
@@ -383,7 +396,9 @@ func (q *Queue) update(ctx context.Context, id string, fn func(*Run) error) (*Ru
 		if err != nil {
 			return nil, err
 		}
-		_, err = q.runs.Update(ctx, id, b, rev)
+		uctx, cancel := q.bounded(ctx, q.opts.Timeout)
+		_, err = q.runs.Update(uctx, id, b, rev)
+		cancel()
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}

@@ -597,3 +597,58 @@ func TestDataDirIsExclusive(t *testing.T) {
 		t.Fatalf("second embedded server on one data dir: %v", err)
 	}
 }
+
+// TestStuckStageReleasesItsLease: a stage that ignores its cancellation
+// when its worker stops does not keep the run leased for ever; once its
+// worker stopped renewing (one lease period after the cancel), another
+// worker executes the run. Before, the heartbeat renewed the lease for as
+// long as the stuck stage ran, and the run waited with it.
+func TestStuckStageReleasesItsLease(t *testing.T) {
+	b := backends(t)[0]
+	q := open(t, b, t.TempDir(), nil)
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	stage := funcStage{"stuck", func(context.Context, pipelines.Run, io.Writer) (map[string]string, error) {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release // ignores its context
+		}
+		return nil, nil
+	}}
+	ctx, stopA := context.WithCancel(context.Background())
+	doneA := make(chan error, 1)
+	go func() {
+		doneA <- q.Work(ctx, pipelines.WorkerOptions{Stages: []pipelines.Stage{stage}, Origin: testOrigin})
+	}()
+	t.Cleanup(func() {
+		stopA()
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		<-doneA
+	})
+	e := enqueue(t, q, request("acme/stuck", "refs/heads/main"))
+	<-started
+	stopA() // worker A stops; its stage does not
+	work(t, q, pipelines.WorkerOptions{Stages: []pipelines.Stage{stage}})
+	r := waitFor(t, q, e.RunID, "final", final)
+	if r.State != pipelines.StatePassed || calls.Load() != 2 {
+		t.Fatalf("run %s %q after %d executions; want passed by the second worker", r.State, r.Message, calls.Load())
+	}
+	close(release)
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	doneA <- nil // for the cleanup
+	// The stuck execution, ending late, left the record of the second
+	// one as it was.
+	r, err := q.Get(context.Background(), e.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Stages[0]; r.State != pipelines.StatePassed || s.State != pipelines.StatePassed || s.Attempts != 2 || s.Log != e.RunID+"/stuck/2" {
+		t.Fatalf("after the stuck execution ended: %s, stage %+v", r.State, s)
+	}
+}

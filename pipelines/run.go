@@ -97,7 +97,9 @@ type Run struct {
 	CreatedAt  time.Time  `json:"createdAt"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	// Attempts counts deliveries of the run to a worker.
+	// Attempts counts executions of the run: how often a worker took its
+	// lease to execute it (deliveries that found the run store unavailable
+	// or the run leased by another worker do not count).
 	Attempts int `json:"attempts"`
 	// Stages is filled by the first worker that picks the run up, in the
 	// order the stages run.
@@ -135,6 +137,9 @@ type StageStatus struct {
 	Attempts int `json:"attempts,omitempty"`
 	// LogBytes is the size of the stored log (GET /api/v1/runs/{id}/logs).
 	LogBytes int `json:"logBytes,omitempty"`
+	// Log names the stored log object of the execution recorded here
+	// (see logName); empty: RUN/STAGE, the first execution's.
+	Log string `json:"log,omitempty"`
 }
 
 // Stage returns the status of the named stage, or nil.

@@ -132,13 +132,18 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		_ = msg.Nak()
 		return
 	}
-	attempt := int(md.NumDelivered)
+	// attempt counts executions (leases taken), not deliveries: a
+	// delivery that finds the store unavailable (a NATS failover) or the
+	// run leased by another worker costs the run none of its attempts.
+	attempt := 0
 	now := time.Now().UTC()
 	holder := NewRunID(now) // unique per delivery handled
 	var leasedUntil time.Time
 	var rejected *rejection
 	var rejectedRun Run
-	run, err := q.update(ctx, m.RunID, func(r *Run) error {
+	lctx, lcancel := context.WithTimeout(ctx, q.opts.Timeout)
+	defer lcancel()
+	run, err := q.update(lctx, m.RunID, func(r *Run) error {
 		if r.State.Final() {
 			return errNoChange
 		}
@@ -154,7 +159,8 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		r.Lease = &Lease{Holder: holder, Until: now.Add(q.opts.AckWait)}
 		r.State = StateRunning
 		r.Message = ""
-		r.Attempts = attempt
+		r.Attempts++
+		attempt = r.Attempts
 		if r.StartedAt == nil {
 			r.StartedAt = &now
 		}
@@ -194,10 +200,10 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 	if attempt > q.opts.MaxDeliver {
 		// Earlier deliveries never settled (the worker died each time):
 		// stop here rather than crash-loop.
-		q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up: delivered %d times without finishing (queue.maxDeliver %d)", attempt-1, q.opts.MaxDeliver))
+		q.deadLetter(ctx, msg, m.RunID, fmt.Sprintf("gave up: executed %d times without finishing (queue.maxDeliver %d)", attempt-1, q.opts.MaxDeliver))
 		return
 	}
-	log.Info("run started", "repo", run.Repo, "ref", run.Ref, "commit", run.Commit, "attempt", attempt)
+	log.Info("run started", "repo", run.Repo, "ref", run.Ref, "commit", run.Commit, "attempt", attempt, "delivery", md.NumDelivered)
 	q.metrics.inFlight.Inc()
 	defer q.metrics.inFlight.Dec()
 
@@ -221,7 +227,14 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, opts WorkerOption
 		if outcome == StateFailed {
 			msgText = fmt.Sprintf("stage %s failed: %v", stageName, stageErr)
 		}
-		q.finishRun(ctx, m.RunID, holder, outcome, msgText, log)
+		if err := q.finishRun(ctx, m.RunID, holder, outcome, msgText, log); err != nil {
+			// Not acked: the run is not final yet. The next delivery
+			// finds its stages done and records the end.
+			log.Warn("worker: cannot record the end of the run; handing it back once the run store answers", "err", err)
+			q.awaitStore(ctx, msg, m.RunID)
+			_ = msg.Nak()
+			return
+		}
 		q.ack(ctx, msg, log)
 	case StateCancelled:
 		if errors.Is(context.Cause(runCtx), errShutdown) {
@@ -264,7 +277,7 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 			return StateCancelled, name, context.Cause(ctx)
 		}
 		start := time.Now().UTC()
-		r, err := q.update(ctx, run.ID, func(r *Run) error {
+		r, err := q.updateHeld(ctx, run.ID, "recording the stage start", log, func(r *Run) error {
 			if r.State.Final() {
 				return errRunCancelled
 			}
@@ -280,7 +293,10 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 			return StateCancelled, name, err
 		}
 		if err != nil {
-			return StateError, name, err
+			if ctx.Err() != nil {
+				return StateCancelled, name, context.Cause(ctx)
+			}
+			return StateError, name, fmt.Errorf("recording the stage start: %w (%w)", err, errStoreUnavailable)
 		}
 		if !sameOrigin(r, &checked) {
 			// Rewritten since it was checked: the next delivery checks
@@ -305,21 +321,28 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 		q.metrics.stageDuration.WithLabelValues(name, string(state)).Observe(end.Sub(start).Seconds())
 		logBytes := buf.bytes()
 		// Store the log even when cancelled: it explains what happened.
-		// Use a fresh context: ctx may be cancelled already.
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
-		if err := q.saveLog(sctx, run.ID, name, logBytes); err != nil {
+		// Use a fresh context: ctx may be cancelled already. The log has
+		// its own time limit, so a slow log store cannot use up the time
+		// the result write needs.
+		execution := run.Stage(name).Attempts // this execution's number
+		logObject := logName(run.ID, name, execution)
+		if err := q.saveLogHeld(context.WithoutCancel(ctx), logObject, logBytes, log); err != nil {
 			log.Warn("worker: stage log not stored", "stage", name, "err", err)
 		}
 		recordState := state
 		if state == StateCancelled && errors.Is(context.Cause(ctx), errShutdown) {
 			recordState = StateQueued // resumed by the next delivery
 		}
-		r, uerr := q.update(sctx, run.ID, func(r *Run) error {
-			if !r.heldBy(holder) && !r.State.Final() {
+		r, uerr := q.updateHeld(context.WithoutCancel(ctx), run.ID, "recording the stage result", log, func(r *Run) error {
+			s := r.Stage(name)
+			// Without the lease, only a run made final meanwhile (a
+			// cancel) takes the result, and only if no later execution
+			// of the stage began: a stale execution does not overwrite
+			// the record of the one that finished the run.
+			if !r.heldBy(holder) && (!r.State.Final() || s.Attempts != execution) {
 				return errLeaseLost
 			}
-			s := r.Stage(name)
-			s.State, s.FinishedAt, s.Message, s.LogBytes = recordState, &end, msg, len(logBytes)
+			s.State, s.FinishedAt, s.Message, s.LogBytes, s.Log = recordState, &end, msg, len(logBytes), logObject
 			if recordState == StateQueued {
 				s.FinishedAt = nil
 			}
@@ -333,7 +356,6 @@ func (q *Queue) runStages(ctx context.Context, run *Run, holder string, stages [
 			}
 			return nil
 		})
-		scancel()
 		if errors.Is(uerr, errLeaseLost) {
 			return StateCancelled, name, uerr
 		}
@@ -360,11 +382,12 @@ func runStage(ctx context.Context, st Stage, run Run, buf *boundedBuffer) (out m
 	return st.Run(ctx, run, buf)
 }
 
-func (q *Queue) finishRun(ctx context.Context, id, holder string, state State, msg string, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
-	defer cancel()
+// finishRun records the end of the run. An error means the record could
+// not be written: the run is not final, and its message must not be acked.
+func (q *Queue) finishRun(ctx context.Context, id, holder string, state State, msg string, log *slog.Logger) error {
 	var changed bool
-	_, err := q.update(ctx, id, func(r *Run) error {
+	_, err := q.updateHeld(context.WithoutCancel(ctx), id, "recording the end of the run", log, func(r *Run) error {
+		changed = false
 		if r.State.Final() || !r.heldBy(holder) {
 			return errNoChange
 		}
@@ -373,13 +396,13 @@ func (q *Queue) finishRun(ctx context.Context, id, holder string, state State, m
 		return nil
 	})
 	if err != nil {
-		log.Error("worker: cannot record the end of the run", "err", err)
-		return
+		return err
 	}
 	if changed {
 		q.metrics.finished.WithLabelValues(string(state)).Inc()
 		log.Info("run finished", "state", state, "message", msg)
 	}
+	return nil
 }
 
 // requeue puts a run back to queued (with a message saying why) before its
@@ -458,7 +481,10 @@ func (q *Queue) watchCancel(ctx context.Context, id string, cancel context.Cance
 				return
 			case <-t.C:
 			}
-			if r, err := q.Get(wctx, id); err == nil && r.State.Final() {
+			gctx, gcancel := context.WithTimeout(wctx, q.opts.Timeout)
+			r, err := q.Get(gctx, id)
+			gcancel()
+			if err == nil && r.State.Final() {
 				cancel(errRunCancelled)
 				return
 			}
@@ -500,7 +526,11 @@ const cancelPoll = time.Second
 // heartbeat tells JetStream the run is still being worked on (so AckWait
 // can stay short: fast redelivery after a crash, while stages run long)
 // and renews the run's lease. If the lease was taken over, the run's
-// context is cancelled with errLeaseLost.
+// context is cancelled with errLeaseLost. Once the run's context is done
+// (cancelled, lease lost, worker stopping) it renews for one more lease
+// period, for the stage to wind down and its result to be written, then
+// stops: a stage that ignores its cancellation does not keep the run
+// from another worker.
 func (q *Queue) heartbeat(ctx context.Context, msg jetstream.Msg, id, holder string, cancel context.CancelCauseFunc) (stop func()) {
 	every := q.opts.AckWait / 3
 	done := make(chan struct{})
@@ -510,11 +540,20 @@ func (q *Queue) heartbeat(ctx context.Context, msg jetstream.Msg, id, holder str
 		defer close(finished)
 		t := time.NewTicker(every)
 		defer t.Stop()
+		var windDown time.Time
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
+			}
+			if ctx.Err() != nil {
+				if windDown.IsZero() {
+					windDown = time.Now().Add(q.opts.AckWait)
+				} else if time.Now().After(windDown) {
+					q.log.Warn("worker: the run's stage did not stop after its cancellation; no longer renewing its lease", "run", id, "cause", context.Cause(ctx))
+					return
+				}
 			}
 			_ = msg.InProgress()
 			uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), every)
