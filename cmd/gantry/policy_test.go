@@ -274,8 +274,8 @@ func TestPolicyCheckMatchesPSAFixtures(t *testing.T) {
 
 func TestPolicyCheckUsage(t *testing.T) {
 	dir := t.TempDir()
-	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte(`apiVersion: v1
+	write := fileWriter(t, dir)
+	good := write("good.yaml", []byte(`apiVersion: v1
 kind: Pod
 metadata: {name: ok}
 spec:
@@ -284,27 +284,25 @@ spec:
   - name: app
     image: example.com/app@sha256:`+strings.Repeat("a", 64)+`
     securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-`), 0o600)
-	empty := filepath.Join(dir, "empty.yaml")
-	os.WriteFile(empty, []byte("# nothing\n"), 0o600)
-	broken := filepath.Join(dir, "broken.yaml")
-	os.WriteFile(broken, []byte("apiVersion: v1\nkind: Pod\nspec: {containers: 3}\n"), 0o600)
+`))
+	empty := write("empty.yaml", []byte("# nothing\n"))
+	broken := write("broken.yaml", []byte("apiVersion: v1\nkind: Pod\nspec: {containers: 3}\n"))
 	for _, c := range []struct {
-		args []string
-		code int
-		out  string
+		args      []string
+		code      int
+		out, errs string // what stdout and stderr must hold: the error named
 	}{
-		{[]string{"policy", "check", "-f", good, "--offline"}, exitOK, "ALLOW  Pod default/ok"},
-		{[]string{"policy", "check", "-f", good, "--verify-signatures=false"}, exitOK, "allow"},
-		{[]string{"policy", "check", "-f", good, "--offline", "--verify-signatures=true"}, exitFailure, ""},
-		{[]string{"policy", "check"}, exitFailure, ""},
-		{[]string{"policy", "check", "-f", filepath.Join(dir, "missing.yaml"), "--offline"}, exitFailure, ""},
-		{[]string{"policy", "check", "-f", empty, "--offline"}, exitFailure, ""},
-		{[]string{"policy", "check", "-f", broken, "--offline"}, exitFailure, ""},
+		{[]string{"policy", "check", "-f", good, "--offline"}, exitOK, "ALLOW  Pod default/ok", ""},
+		{[]string{"policy", "check", "-f", good, "--verify-signatures=false"}, exitOK, "allow", ""},
+		{[]string{"policy", "check", "-f", good, "--offline", "--verify-signatures=true"}, exitFailure, "", "--offline cannot verify signatures"},
+		{[]string{"policy", "check"}, exitFailure, "", "-f MANIFEST is required"},
+		{[]string{"policy", "check", "-f", filepath.Join(dir, "missing.yaml"), "--offline"}, exitFailure, "", "missing.yaml: no such file"},
+		{[]string{"policy", "check", "-f", empty, "--offline"}, exitFailure, "", "empty.yaml: no objects"},
+		{[]string{"policy", "check", "-f", broken, "--offline"}, exitFailure, "", "broken.yaml: document 1: decode Pod"},
 	} {
 		code, out, stderr := gantry(t, nil, c.args...)
-		if code != c.code || !strings.Contains(out, c.out) {
-			t.Errorf("%v: exit %d (want %d), out %q, stderr %q", c.args, code, c.code, out, stderr)
+		if code != c.code || !strings.Contains(out, c.out) || !strings.Contains(stderr, c.errs) {
+			t.Errorf("%v: exit %d (want %d), out %q (want %q), stderr %q (want %q)", c.args, code, c.code, out, c.out, stderr, c.errs)
 		}
 	}
 }
