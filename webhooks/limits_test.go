@@ -73,8 +73,11 @@ func TestRepoRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		var a webhooks.Answer
-		_ = json.NewDecoder(resp.Body).Decode(&a)
+		err = json.NewDecoder(resp.Body).Decode(&a)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("push %d: answer is not JSON: %v", i, err)
+		}
 		if resp.StatusCode != want {
 			t.Fatalf("push %d: %d %+v, want %d", i, resp.StatusCode, a, want)
 		}
