@@ -23,6 +23,7 @@ import (
 
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 )
 
 const bgAnnotation = "gantry.dev/break-glass-until"
@@ -153,25 +154,20 @@ func patchTemplateAnnotations(ctx context.Context, cs *kubernetes.Clientset, ns,
 	return err
 }
 
-// waitFor polls cond until it holds or a minute passes.
+// waitFor polls cond until it holds or a minute passes; an error from
+// cond ends the wait at once.
 func waitFor(t *testing.T, what string, cond func() (bool, string, error)) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	last := ""
-	for {
+	wait.Until(t, time.Minute, what, func() error {
 		ok, state, err := cond()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if ok {
-			return
+		if !ok {
+			return fmt.Errorf("last state: %s", state)
 		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after a minute; last state: %s", what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // podsWith waits until the Deployment's pods carry the annotation value
