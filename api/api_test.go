@@ -123,7 +123,10 @@ func newRigAudit(t *testing.T, rec *audit.Recorder, extra ...auth.Authenticator)
 
 func (r *rig) do(t *testing.T, method, path, token string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, r.srv.URL+path, nil)
+	req, err := http.NewRequest(method, r.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -132,7 +135,10 @@ func (r *rig) do(t *testing.T, method, path, token string) (int, []byte) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+	}
 	return resp.StatusCode, b
 }
 
@@ -147,8 +153,9 @@ func TestAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// No pause between them: ids of one process sort by creation
+		// even within a millisecond (pipelines.NewRunID).
 		ids = append(ids, e.RunID)
-		time.Sleep(2 * time.Millisecond)
 	}
 	const tok = "secret-token"
 	tests := []struct {
@@ -208,7 +215,9 @@ func TestAPI(t *testing.T) {
 	}
 	_, body := r.do(t, "GET", "/api/v1/runs?state=cancelled", tok)
 	var page pipelines.Page
-	_ = json.Unmarshal(body, &page)
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("state filter: %v: %s", err, body)
+	}
 	if len(page.Runs) != 1 || page.Runs[0].ID != ids[1] {
 		t.Fatalf("state filter: %s", body)
 	}
@@ -268,14 +277,20 @@ func TestRouteScopes(t *testing.T) {
 	}
 	// The audit log has the cancel (ok) and the later attempt (denied:
 	// already final); refused-by-scope requests changed nothing.
-	b, _ := os.ReadFile(logPath)
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("audit log:\n%s", b)
 	}
 	var ok, denied audit.Event
-	_ = json.Unmarshal([]byte(lines[0]), &ok)
-	_ = json.Unmarshal([]byte(lines[1]), &denied)
+	for i, e := range []*audit.Event{&ok, &denied} {
+		if err := json.Unmarshal([]byte(lines[i]), e); err != nil {
+			t.Fatalf("audit record %d: %v: %s", i, err, lines[i])
+		}
+	}
 	if ok.Action != audit.ActionRunCancel || ok.Actor != "bot-runs:write" || ok.Target != e.RunID || ok.Outcome != "ok" || ok.Details["repo"] != "acme/scopes" {
 		t.Fatalf("cancel record %s", lines[0])
 	}

@@ -45,7 +45,9 @@ func TestFile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = l.Record(ctx, audit.Event{Action: audit.ActionTokenCreate, Target: strings.Repeat(string(rune('a'+i%26)), 300)})
+			if err := l.Record(ctx, audit.Event{Action: audit.ActionTokenCreate, Target: strings.Repeat(string(rune('a'+i%26)), 300)}); err != nil {
+				t.Error(err)
+			}
 		}()
 	}
 	wg.Wait()
@@ -53,9 +55,16 @@ func TestFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Re-opening appends; nothing is truncated.
-	l2, _ := audit.OpenFile(path)
-	_ = l2.Record(ctx, audit.Event{Action: audit.ActionConfigReload})
-	l2.Close()
+	l2, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Record(ctx, audit.Event{Action: audit.ActionConfigReload}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	got := audittest.ReadFile(t, path)
 	if len(got) != 53 {
@@ -68,7 +77,10 @@ func TestFile(t *testing.T) {
 	if c.Details["repo"] != "acme/a" || c.Details["tokenId"] != "0123" {
 		t.Fatalf("details %v", c.Details)
 	}
-	raw, _ := os.ReadFile(path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, secret := range []string{"hunter2", "ghp_x", `"k"`} {
 		if strings.Contains(string(raw), secret) {
 			t.Fatalf("secret %q in the audit log", secret)
@@ -80,8 +92,8 @@ func TestFile(t *testing.T) {
 	if got[52].Action != audit.ActionConfigReload {
 		t.Fatalf("last record %+v", got[52])
 	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v", fi.Mode())
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit log mode: %v %v", fi, err)
 	}
 }
 

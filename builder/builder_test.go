@@ -400,14 +400,20 @@ func TestBuildSecretsNeverInImageOrProvenance(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build with secret: %v", err)
 	}
-	ref, _ := f.reg.ParseDigest(res.Ref)
+	ref, err := f.reg.ParseDigest(res.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := f.reg.RemoteOptions(context.Background())
 	prov := readProvenance(t, ref.Context().Digest(res.ProvenanceDigest), opts)
 	img, err := remote.Image(ref.Context().Digest(res.Images[0].Digest), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := img.RawConfigFile()
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if bytes.Contains(prov.Predicate, []byte(secret)) || bytes.Contains(cfg, []byte(secret)) {
 		t.Error("the secret's value leaked into the provenance or the image config")
 	}
@@ -422,7 +428,11 @@ func TestBuildWithoutPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, _ := f.reg.ParseDigest(res.Ref)
+	// An unparsable ref would make the Head below fail and the test pass.
+	ref, err := f.reg.ParseDigest(res.Ref)
+	if err != nil {
+		t.Fatalf("build result ref %q: %v", res.Ref, err)
+	}
 	if _, err := remote.Head(ref, f.reg.RemoteOptions(context.Background())...); err == nil {
 		t.Error("image reached the registry without Push")
 	}

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -34,6 +36,7 @@ import (
 
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 )
 
 type cluster struct {
@@ -136,7 +139,10 @@ func TestApplyHardenedDeploymentAndService(t *testing.T) {
 	if len(managers) != 1 || managers[0] != "gantry/Apply" {
 		t.Errorf("managed fields %v, want only gantry/Apply", managers)
 	}
-	raw, _ := json.Marshal(dep)
+	raw, err := json.Marshal(dep)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if strings.Contains(string(raw), secretValue) || strings.Contains(string(raw), "c3Ny") {
 		t.Error("the Secret's value was copied into the Deployment")
 	}
@@ -168,14 +174,17 @@ func TestApplyHardenedDeploymentAndService(t *testing.T) {
 
 	// Someone edits the image by hand: Gantry takes its field back
 	// (forceConflicts: true), or refuses with the conflict named (false).
-	dep, _ = c.kube.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
+	dep, err = c.kube.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	dep.Spec.Template.Spec.Containers[0].Image = "busybox:latest"
 	if _, err := c.kube.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
 	strict := testConfig(ns)
 	strict.ForceConflicts = false
-	ds, _ := New(strict, c.rc)
+	ds := newDeployer(t, strict, c.rc)
 	_, err = ds.Apply(ctx, fn)
 	var re *RejectedError
 	if !errors.As(err, &re) || re.Code != 409 || re.Admission || !strings.Contains(err.Error(), "kubectl-edit") {
@@ -184,7 +193,10 @@ func TestApplyHardenedDeploymentAndService(t *testing.T) {
 	if _, err := d.Apply(ctx, fn); err != nil {
 		t.Fatalf("forced apply: %v", err)
 	}
-	dep, _ = c.kube.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
+	dep, err = c.kube.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := dep.Spec.Template.Spec.Containers[0].Image; got != fn.Image {
 		t.Errorf("after forced apply image %q, want %q", got, fn.Image)
 	}
@@ -304,17 +316,13 @@ func TestAdmissionDenialReportedVerbatim(t *testing.T) {
 		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: c.env.BaseImage}}}}}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.Until(t, 30*time.Second, "the policy to take effect", func() error {
 		_, err := c.kube.AppsV1().Deployments(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil && strings.Contains(err.Error(), message) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("policy never took effect; last dry run: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("last dry run: %v", err)
+	})
 
 	_, err = d.Apply(ctx, c.function("blocked"))
 	var re *RejectedError
@@ -379,7 +387,7 @@ func TestWaitForRollout(t *testing.T) {
 	})
 
 	t.Run("success once the controller reports available replicas", func(t *testing.T) {
-		nd, _ := New(testConfig(ns), c.rc)
+		nd := newDeployer(t, testConfig(ns), c.rc)
 		res, err := nd.Apply(ctx, c.function("fast"))
 		if err != nil {
 			t.Fatal(err)
@@ -393,13 +401,36 @@ func TestWaitForRollout(t *testing.T) {
 		if !errors.As(err, &re) || !re.Timeout || !strings.Contains(re.State, "1 of 2 updated replicas available") {
 			t.Fatalf("want a timeout with 1 of 2 available, got %v", err)
 		}
-		go func() {
-			time.Sleep(300 * time.Millisecond)
-			setDeploymentStatus(t, c, ns, "fast", func(d *appsv1.Deployment) {
-				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2, ReadyReplicas: 2}
+		// The waiter reads the half-way status at least once before the
+		// controller reports the rollout done: it waits, not just reads.
+		rc := rest.CopyConfig(c.rc)
+		read := make(chan struct{}, 1)
+		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				resp, err := rt.RoundTrip(req)
+				if err == nil && req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/deployments/fast") {
+					select {
+					case read <- struct{}{}:
+					default:
+					}
+				}
+				return resp, err
 			})
-		}()
-		if err := d.WaitForRollout(ctx, res); err != nil {
+		})
+		cfg := cfg
+		cfg.RolloutTimeout = time.Minute
+		waiter := newDeployer(t, cfg, rc)
+		done := make(chan error, 1)
+		go func() { done <- waiter.WaitForRollout(ctx, res) }()
+		select {
+		case <-read:
+		case err := <-done:
+			t.Fatalf("the rollout wait ended before the replicas were available: %v", err)
+		}
+		setDeploymentStatus(t, c, ns, "fast", func(d *appsv1.Deployment) {
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2, ReadyReplicas: 2}
+		})
+		if err := <-done; err != nil {
 			t.Fatalf("rollout: %v", err)
 		}
 		if !res.RolledOut {
@@ -408,7 +439,7 @@ func TestWaitForRollout(t *testing.T) {
 	})
 
 	t.Run("progress deadline fails at once", func(t *testing.T) {
-		nd, _ := New(testConfig(ns), c.rc)
+		nd := newDeployer(t, testConfig(ns), c.rc)
 		res, err := nd.Apply(ctx, c.function("stuck"))
 		if err != nil {
 			t.Fatal(err)
@@ -426,7 +457,7 @@ func TestWaitForRollout(t *testing.T) {
 	})
 
 	t.Run("superseded image fails at once", func(t *testing.T) {
-		nd, _ := New(testConfig(ns), c.rc)
+		nd := newDeployer(t, testConfig(ns), c.rc)
 		fn := c.function("raced")
 		res, err := nd.Apply(ctx, fn)
 		if err != nil {
@@ -462,14 +493,19 @@ func TestDeployerRBAC(t *testing.T) {
 	var saName string // the ServiceAccount the manifest binds (the chart's worker)
 	for {
 		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
 			break
+		} else if err != nil {
+			t.Fatalf("deployer-rbac.yaml: %v", err)
 		}
 		if u.Object == nil {
 			continue
 		}
 		kinds = append(kinds, u.GetKind())
-		b, _ := yaml.Marshal(u.Object)
+		b, err := yaml.Marshal(u.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
 		switch u.GetKind() {
 		case "Role":
 			var r rbacv1.Role
@@ -538,7 +574,7 @@ func TestDeployerRBAC(t *testing.T) {
 	res.Objects[0].Generation = 1
 	cfgWait := cfg
 	cfgWait.RolloutTimeout = 300 * time.Millisecond
-	dw, _ := New(cfgWait, as)
+	dw := newDeployer(t, cfgWait, as)
 	var roe *RolloutError
 	if err := dw.WaitForRollout(ctx, res); !errors.As(err, &roe) || !roe.Timeout || strings.Contains(roe.State, "forbidden") {
 		t.Fatalf("rollout wait as the deployer: want a plain timeout (status readable), got %v", err)
@@ -573,12 +609,12 @@ func TestOpenFaaSFunctionCRD(t *testing.T) {
 
 	cfg := testConfig(ns)
 	cfg.Mode = ModeOpenFaaS
-	strict, _ := New(cfg, c.rc)
+	strict := newDeployer(t, cfg, c.rc)
 	if _, err := strict.Apply(ctx, c.function("nocrd")); err == nil || !strings.Contains(err.Error(), "does not serve functions.openfaas.com") {
 		t.Fatalf("mode openfaas without the CRD: want a clear error, got %v", err)
 	}
 	cfg.Mode = ModeAuto
-	d, _ := New(cfg, c.rc)
+	d := newDeployer(t, cfg, c.rc)
 	res, err := d.Apply(ctx, c.function("before"))
 	if err != nil || res.Mode != ModeKubernetes {
 		t.Fatalf("auto without the CRD: want a Deployment, got %+v, %v", res, err)
@@ -596,26 +632,27 @@ func TestOpenFaaSFunctionCRD(t *testing.T) {
 		t.Fatalf("installing the Function CRD: %v", err)
 	}
 	t.Cleanup(func() {
-		_ = crds.Delete(context.Background(), crdName, metav1.DeleteOptions{})
-		for i := 0; i < 100; i++ {
-			if _, err := crds.Get(context.Background(), crdName, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		if err := crds.Delete(context.Background(), crdName, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("removing the Function CRD: %v", err)
+			return
 		}
+		// Later tests check that it is not installed.
+		wait.Until(t, 10*time.Second, "the Function CRD to be removed", func() error {
+			_, err := crds.Get(context.Background(), crdName, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("still there (%v)", err)
+		})
 	})
 	// The CRD is served once Established; discovery follows.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.Until(t, 30*time.Second, "the Function CRD to be served", func() error {
 		served, err := d.functionCRDServed(ctx)
-		if err == nil && served {
-			break
+		if err == nil && !served {
+			err = errors.New("not served yet")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the Function CRD never became served (%v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 
 	fn := c.function("openfaas-fn")
 	fn.Resources = Resources{CPURequest: "10m", MemoryLimit: "96Mi"}
@@ -661,17 +698,20 @@ func TestOpenFaaSFunctionCRD(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		_ = unstructured.SetNestedSlice(f.Object, []any{map[string]any{
+		if err := unstructured.SetNestedSlice(f.Object, []any{map[string]any{
 			"type": "Ready", "status": status, "reason": "Test", "message": "pods " + status,
 			"observedGeneration": f.GetGeneration(), "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-		}}, "status", "conditions")
+		}}, "status", "conditions"); err != nil {
+			t.Error(err)
+			return
+		}
 		if _, err := c.dyn.Resource(FunctionGVR).Namespace(ns).UpdateStatus(ctx, f, metav1.UpdateOptions{}); err != nil {
 			t.Error(err)
 		}
 	}
 	short := cfg
 	short.RolloutTimeout = 500 * time.Millisecond
-	ds, _ := New(short, c.rc)
+	ds := newDeployer(t, short, c.rc)
 	var roe *RolloutError
 	if err := ds.WaitForRollout(ctx, res); !errors.As(err, &roe) || !roe.Timeout || !strings.Contains(roe.State, "not reported a Ready condition") {
 		t.Fatalf("before any status: %v", err)
@@ -688,7 +728,9 @@ func TestOpenFaaSFunctionCRD(t *testing.T) {
 	// A schema violation (what a wrong shape would cause) is refused by
 	// the API server, reported as such and not as admission.
 	bad := renderOpenFaaSFunction(&normalized{Function: Function{Name: "bad", Namespace: ns}, image: fn.Image})
-	_ = unstructured.SetNestedField(bad.Object, "not-a-bool", "spec", "readOnlyRootFilesystem")
+	if err := unstructured.SetNestedField(bad.Object, "not-a-bool", "spec", "readOnlyRootFilesystem"); err != nil {
+		t.Fatal(err)
+	}
 	_, err = c.dyn.Resource(FunctionGVR).Namespace(ns).Apply(ctx, "bad", bad, metav1.ApplyOptions{FieldManager: FieldManager})
 	if err == nil {
 		t.Fatal("the CRD schema accepted a string for readOnlyRootFilesystem; the test CRD is not structural")
@@ -697,3 +739,17 @@ func TestOpenFaaSFunctionCRD(t *testing.T) {
 		t.Errorf("schema error classified as admission: %v", re)
 	}
 }
+
+// newDeployer is New for a configuration the test expects to be valid.
+func newDeployer(t *testing.T, cfg config.Deploy, rc *rest.Config) *Deployer {
+	t.Helper()
+	d, err := New(cfg, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

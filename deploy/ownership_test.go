@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gantry-dev/gantry/internal/wait"
 )
 
 // TestFunctionNamesAreOwnedByTheirRepository: against kube-apiserver, a
@@ -46,7 +49,10 @@ func TestFunctionNamesAreOwnedByTheirRepository(t *testing.T) {
 	if _, err := d.Apply(ctx, again); err != nil {
 		t.Fatalf("the owner's next deploy: %v", err)
 	}
-	before, _ := d.Current(ctx, owner)
+	before, err := d.Current(ctx, owner)
+	if err != nil || before == nil {
+		t.Fatalf("Current after the owner's next deploy: %+v %v", before, err)
+	}
 
 	cases := []struct {
 		name, repo, fn string
@@ -88,8 +94,8 @@ func TestFunctionNamesAreOwnedByTheirRepository(t *testing.T) {
 			}
 		})
 	}
-	if now, _ := d.Current(ctx, owner); now.ResourceVersion != before.ResourceVersion || now.Repo != before.Repo {
-		t.Fatalf("the owner's Deployment changed: %+v, was %+v", now, before)
+	if now, err := d.Current(ctx, owner); err != nil || now == nil || now.ResourceVersion != before.ResourceVersion || now.Repo != before.Repo {
+		t.Fatalf("the owner's Deployment changed: %+v (%v), was %+v", now, err, before)
 	}
 
 	t.Run("apply guarded by a stale resourceVersion", func(t *testing.T) {
@@ -177,23 +183,16 @@ func TestOwnershipPolicyClosesTheRace(t *testing.T) {
 	// denies the intruder; poll until then, bounded).
 	intruder := *n
 	intruder.Labels.Repo = "acme/intruder"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := d.kube.AppsV1().Deployments(ns).Apply(ctx, renderDeployment(d.cfg, &intruder), metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	// A dry run: an apply let through before the policy took effect
+	// changes nothing.
+	wait.Until(t, 30*time.Second, "the ownership policy to deny another repository's apply", func() error {
+		_, err := d.kube.AppsV1().Deployments(ns).Apply(ctx, renderDeployment(d.cfg, &intruder),
+			metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
 		if err != nil && strings.Contains(err.Error(), "belongs to repository acme/owner") {
-			break
+			return nil
 		}
-		if err == nil {
-			// Applied before the policy took effect: put the owner back.
-			if _, err := d.kube.AppsV1().Deployments(ns).Apply(ctx, renderDeployment(d.cfg, n), metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the ownership policy never denied another repository's apply (last: %v)", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("last dry run: %v", err)
+	})
 	for _, c2 := range []struct {
 		name string
 		repo string

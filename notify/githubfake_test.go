@@ -112,7 +112,10 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Permissions map[string]string `json:"permissions"`
 		}
-		_ = json.Unmarshal(body, &req)
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeJSON(w, 400, map[string]string{"message": "Problems parsing JSON"})
+			return
+		}
 		f.exchanges++
 		f.permissions = append(f.permissions, req.Permissions)
 		writeJSON(w, 201, map[string]any{

@@ -2,29 +2,27 @@ package pipelines_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/pipelines"
 )
 
 func waitBacklog(t *testing.T, b *pipelines.Backlog, repo string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	wait.Until(t, 15*time.Second, fmt.Sprintf("Queued(%s) = %d", repo, want), func() error {
 		n, err := b.Queued(context.Background(), repo)
 		if err != nil {
 			t.Fatalf("Queued(%s): %v", repo, err)
 		}
-		if n == want {
-			return
+		if n != want {
+			return fmt.Errorf("Queued(%s) = %d", repo, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Queued(%s) = %d, want %d", repo, n, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestBacklogCountsQueuedRunsPerRepo follows runs queued by another
@@ -76,15 +74,11 @@ func TestBacklogCountsQueuedRunsPerRepo(t *testing.T) {
 		if err := bl.Close(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := bl.Queued(context.Background(), "acme/app"); err != nil {
-				break
+		wait.Until(t, 10*time.Second, "a closed backlog to fail", func() error {
+			if n, err := bl.Queued(context.Background(), "acme/app"); err == nil {
+				return fmt.Errorf("it still answers %d", n)
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("a closed backlog still answers")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/natstest"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/pipelines/pipelinestest"
 )
@@ -137,20 +139,28 @@ func enqueue(t *testing.T, q *pipelines.Queue, req pipelines.Request) pipelines.
 // assertion, only a guard against hanging forever).
 func waitFor(t *testing.T, q *pipelines.Queue, id string, what string, cond func(*pipelines.Run) bool) *pipelines.Run {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last *pipelines.Run
-	for time.Now().Before(deadline) {
+	return wait.For(t, 60*time.Second, "run "+id+" to become "+what, func() (*pipelines.Run, error) {
 		r, err := q.Get(context.Background(), id)
-		if err == nil {
-			last = r
-			if cond(r) {
-				return r
-			}
+		if err != nil {
+			return nil, err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("run %s never became %s; last record: %+v", id, what, last)
-	return nil
+		if !cond(r) {
+			return nil, fmt.Errorf("last record: %+v", r)
+		}
+		return r, nil
+	})
+}
+
+// waitDrained waits until the work queue holds no message.
+func waitDrained(t *testing.T, q *pipelines.Queue, what string) {
+	t.Helper()
+	wait.Until(t, 30*time.Second, what, func() error {
+		n, err := q.Depth(context.Background())
+		if err == nil && n != 0 {
+			err = fmt.Errorf("queue depth %d", n)
+		}
+		return err
+	})
 }
 
 func final(r *pipelines.Run) bool { return r.State.Final() }
@@ -446,17 +456,16 @@ func testDeliveryGuardExpires(t *testing.T, b backend) {
 	q := open(t, b, t.TempDir(), func(o *pipelines.Options) { o.DeliveryTTL = time.Second })
 	req := request("acme/ttl", "refs/heads/main")
 	first := enqueue(t, q, req)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(250 * time.Millisecond)
-		if e := enqueue(t, q, req); !e.Duplicate {
-			if e.RunID == first.RunID {
-				t.Fatal("new run reused the old id")
-			}
-			return
+	e := wait.For(t, 30*time.Second, "the delivery id to be forgotten after its 1s TTL", func() (pipelines.Enqueued, error) {
+		e := enqueue(t, q, req)
+		if e.Duplicate {
+			return e, fmt.Errorf("still a duplicate of %s", e.RunID)
 		}
+		return e, nil
+	})
+	if e.RunID == first.RunID {
+		t.Fatal("new run reused the old id")
 	}
-	t.Fatal("delivery id still remembered long after its TTL")
 }
 
 func TestListFiltersAndPages(t *testing.T) { eachBackend(t, testListFiltersAndPages) }
@@ -469,8 +478,9 @@ func testListFiltersAndPages(t *testing.T, b backend) {
 		if i%2 == 1 {
 			repo = "acme/b"
 		}
+		// No pause between them: ids of one process sort by creation
+		// even within a millisecond (NewRunID).
 		ids = append(ids, enqueue(t, q, request(repo, "refs/heads/main")).RunID)
-		time.Sleep(2 * time.Millisecond) // distinct milliseconds: ids sort by creation
 	}
 	if _, err := q.Cancel(context.Background(), ids[0], ""); err != nil {
 		t.Fatal(err)
@@ -523,17 +533,7 @@ func testCorruptQueueMessageIsDropped(t *testing.T, b backend) {
 	if len(calls(t, file)) != 1 {
 		t.Fatalf("calls: %v", calls(t, file))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, err := q.Depth(context.Background())
-		if err == nil && n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue depth %d: junk messages not removed", n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDrained(t, q, "the junk messages to be removed")
 }
 
 func TestSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T) {
@@ -541,7 +541,10 @@ func TestSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T) {
 }
 
 func testSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T, b backend) {
-	q := open(t, b, t.TempDir(), nil)
+	leased := make(chan struct{}, 4)
+	q := open(t, b, t.TempDir(), func(o *pipelines.Options) {
+		o.Logger = slog.New(&signalHandler{msg: "run is leased by another worker; retrying later", seen: leased})
+	})
 	release := make(chan struct{})
 	started := make(chan struct{}, 4)
 	var starts, concurrent, maxConcurrent atomic.Int32
@@ -568,21 +571,18 @@ func testSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T, b backend) {
 	if err := q.PublishRaw(context.Background(), []byte(`{"runId":"`+e.RunID+`"}`)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let a worker pick the duplicate up (not a timing assertion)
+	// A worker has taken the duplicate and found the run leased: only
+	// then does the first delivery finish.
+	select {
+	case <-leased:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no worker took the duplicate message up within 30s")
+	}
 	close(release)
 	if r := waitFor(t, q, e.RunID, "final", final); r.State != pipelines.StatePassed {
 		t.Fatalf("run: %+v", r)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if n, err := q.Depth(context.Background()); err == nil && n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("duplicate message never settled")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDrained(t, q, "the duplicate message to settle")
 	if starts.Load() != 1 || maxConcurrent.Load() != 1 {
 		t.Fatalf("stage started %d times, %d at once", starts.Load(), maxConcurrent.Load())
 	}
@@ -652,3 +652,24 @@ func TestStuckStageReleasesItsLease(t *testing.T) {
 		t.Fatalf("after the stuck execution ended: %s, stage %+v", r.State, s)
 	}
 }
+
+// signalHandler is a slog.Handler that sends on seen each time a record
+// with message msg is logged: the worker's own account that it processed
+// something the test cannot otherwise observe.
+type signalHandler struct {
+	msg  string
+	seen chan<- struct{}
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.seen <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *signalHandler) WithGroup(string) slog.Handler      { return h }

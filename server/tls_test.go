@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/tlsreload"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/server"
 )
 
@@ -35,7 +36,10 @@ type testCA struct {
 
 func newCA(t *testing.T) *testCA {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -45,7 +49,10 @@ func newCA(t *testing.T) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(c)
 	return &testCA{cert: c, key: key, pool: pool}
@@ -55,7 +62,10 @@ func newCA(t *testing.T) *testCA {
 // notAfter, as tls.crt/tls.key in dir (atomically, as a Secret update does).
 func (ca *testCA) issue(t *testing.T, dir string, hosts []string, notBefore, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: hosts[0]},
 		NotBefore: notBefore, NotAfter: notAfter,
@@ -72,7 +82,10 @@ func (ca *testCA) issue(t *testing.T, dir string, hosts []string, notBefore, not
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, _ := x509.MarshalPKCS8PrivateKey(key)
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	for path, b := range map[string][]byte{
 		keyFile:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}),
@@ -238,18 +251,19 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // the reloader looks at the files at most once a second
+	// The reloader looks at the files at most once a second; once it
+	// reports the broken pair it has read it and decided what to serve.
+	wait.Until(t, 10*time.Second, "the reloader to read the broken key", func() error {
+		if rl.Err() == nil {
+			return errors.New("the reloader still reports no error")
+		}
+		return nil
+	})
 	if err := get(oldCA.pool); err != nil {
 		t.Fatalf("a broken key file replaced the good certificate: %v", err)
 	}
 	newCAx.issue(t, dir, []string{"gantry.test"}, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
-	deadline := time.Now().Add(10 * time.Second)
-	for get(newCAx.pool) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the rotated certificate was not served within 10s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wait.Until(t, 10*time.Second, "the rotated certificate to be served", func() error { return get(newCAx.pool) })
 	if err := get(oldCA.pool); err == nil {
 		t.Fatal("the old certificate is still served after rotation")
 	}
@@ -310,7 +324,9 @@ func TestSlowAndOversizedHeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		big := "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 64<<10) + "\r\n\r\n"
 		go func() { _, _ = c.Write([]byte(big)) }()
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -46,8 +46,14 @@ func newTestCA(t *testing.T) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
-	p, _ := cryptoutils.MarshalCertificateToPEM(c)
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cryptoutils.MarshalCertificateToPEM(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &testCA{cert: c, key: key, pem: p}
 }
 
@@ -70,8 +76,14 @@ func (ca *testCA) issue(t *testing.T, email, issuer string, notAfter time.Time) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
-	certPEM, _ := cryptoutils.MarshalCertificateToPEM(c)
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sv, err := signature.LoadECDSASignerVerifier(key, crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)

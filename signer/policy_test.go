@@ -51,16 +51,25 @@ func TestPolicyVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, _ := ParsePolicy([]byte(doc), dir)
+	p2, err := ParsePolicy([]byte(doc), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if p1.Version() != p2.Version() || !strings.HasPrefix(p1.Version(), "sha256:") {
 		t.Fatalf("same policy, versions %s and %s", p1.Version(), p2.Version())
 	}
-	p3, _ := ParsePolicy([]byte(doc+"threshold: 1\n"), dir)
+	p3, err := ParsePolicy([]byte(doc+"threshold: 1\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if p3.Version() == p1.Version() {
 		t.Fatal("a changed document kept its version")
 	}
 	newTestKey(t, dir, "a") // rotate the key behind the same path
-	p4, _ := ParsePolicy([]byte(doc), dir)
+	p4, err := ParsePolicy([]byte(doc), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if p4.Version() == p1.Version() {
 		t.Fatal("a changed key file kept the policy version")
 	}

@@ -48,12 +48,15 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The file holds hashes only, and only its owner reads it.
-	b, _ := os.ReadFile(s.Path())
+	b, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if strings.Contains(string(b), ci[len(tokens.Prefix)+17:]) || strings.Contains(string(b), reader[len(tokens.Prefix)+17:]) {
 		t.Fatal("a token secret is stored in plain text")
 	}
-	if fi, _ := os.Stat(s.Path()); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("store mode %v", fi.Mode())
+	if fi, err := os.Stat(s.Path()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store mode: %v %v", fi, err)
 	}
 	// A second Store on the same file (the server, while the CLI creates
 	// tokens) sees changes.

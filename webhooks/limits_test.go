@@ -17,6 +17,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/webhooks"
 )
@@ -73,8 +74,11 @@ func TestRepoRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		var a webhooks.Answer
-		_ = json.NewDecoder(resp.Body).Decode(&a)
+		err = json.NewDecoder(resp.Body).Decode(&a)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("push %d: answer is not JSON: %v", i, err)
+		}
 		if resp.StatusCode != want {
 			t.Fatalf("push %d: %d %+v, want %d", i, resp.StatusCode, a, want)
 		}
@@ -138,20 +142,16 @@ func TestQueuedRunsBoundPerRepo(t *testing.T) {
 
 func waitQueued(t *testing.T, b *pipelines.Backlog, repo string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.Until(t, 10*time.Second, fmt.Sprintf("backlog of %s to be %d", repo, want), func() error {
 		n, err := b.Queued(context.Background(), repo)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == want {
-			return
+		if n != want {
+			return fmt.Errorf("backlog %d", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backlog of %s: %d, want %d", repo, n, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestUnknownBacklogFailsClosed(t *testing.T) {

@@ -34,8 +34,16 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rotated, _ := webhooks.NewSecrets([]byte("old secret"), []byte(vectorSecret))
-	wrong, _ := webhooks.NewSecrets([]byte("It's a secret to everybody"))
+	rotated, err := webhooks.NewSecrets([]byte("old secret"), []byte(vectorSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A valid secret that is not the one the vector was signed with (a
+	// zero Secrets would refuse everything and prove nothing).
+	wrong, err := webhooks.NewSecrets([]byte("It's a secret to everybody"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	body := []byte(vectorPayload)
 	hexDigest := strings.TrimPrefix(vectorHeader, "sha256=")
 	tests := []struct {

@@ -3,6 +3,7 @@ package verification
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	testclock "k8s.io/utils/clock/testing"
+
+	"github.com/gantry-dev/gantry/internal/wait"
 )
 
 type countingVerifier struct {
@@ -121,12 +124,12 @@ func TestSingleflight(t *testing.T) {
 	}
 	// Wait until every caller has registered as a miss (and so joined the
 	// one flight) before letting the verifier answer.
-	for {
-		if _, m := c.Stats(); m == n {
-			break
+	wait.Until(t, 10*time.Second, fmt.Sprintf("%d callers to register as misses", n), func() error {
+		if _, m := c.Stats(); m != n {
+			return fmt.Errorf("%d misses", m)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	close(v.gate)
 	wg.Wait()
 	if v.calls.Load() != 1 {
@@ -148,10 +151,11 @@ func TestCallerDeadline(t *testing.T) {
 func TestBounded(t *testing.T) {
 	v := &countingVerifier{version: "p", result: func(name.Digest) (Result, error) { return Result{Verified: true}, nil }}
 	c := NewCache(v, Options{PositiveTTL: time.Hour, MaxEntries: 2})
-	for i := range 3 {
-		_, _ = c.Verify(context.Background(), digest(t, i))
+	for _, i := range []int{0, 1, 2, 0} { // the last one evicted (least recently used)
+		if r, err := c.Verify(context.Background(), digest(t, i)); err != nil || !r.Verified {
+			t.Fatalf("Verify(%d): %+v %v", i, r, err)
+		}
 	}
-	_, _ = c.Verify(context.Background(), digest(t, 0)) // evicted (least recently used)
 	if v.calls.Load() != 4 {
 		t.Fatalf("%d calls, want 4 (the oldest entry evicted)", v.calls.Load())
 	}

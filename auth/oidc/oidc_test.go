@@ -131,10 +131,24 @@ func TestVerify(t *testing.T) {
 	valid := is.sign(t, "rsa-1", jose.RS256, validClaims(now))
 	payload := strings.Split(valid, ".")[1]
 	// An HS256 token keyed with the RSA public key (algorithm confusion).
-	pubDER, _ := json.Marshal(is.pub[0])
-	hs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pubDER}, (&jose.SignerOptions{}).WithHeader("kid", "rsa-1"))
-	hsTok, _ := jwt.Signed(hs).Claims(validClaims(now)).Serialize()
-	otherKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	// Each step is checked: an empty token would be refused for being
+	// empty, and the confusion case would pass without being tried.
+	pubDER, err := json.Marshal(is.pub[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pubDER}, (&jose.SignerOptions{}).WithHeader("kid", "rsa-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsTok, err := jwt.Signed(hs).Claims(validClaims(now)).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
 	forger := &issuer{keys: map[string]crypto.Signer{"rsa-1": otherKey}}
 
 	for _, tc := range []struct {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/scanner/scantest"
 )
@@ -180,17 +181,21 @@ func (r *seamRig) push(t *testing.T, full, ref, sha string) string {
 
 func (r *seamRig) wait(t *testing.T, id string) pipelines.Run {
 	t.Helper()
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
+	finished := false
+	defer func() {
+		if !finished {
+			t.Logf("serve log:\n%s", readFile(t, r.serveLog))
+		}
+	}()
+	run := wait.For(t, 4*time.Minute, "run "+id+" to finish", func() (pipelines.Run, error) {
 		var run pipelines.Run
-		if code := apiGet(t, r.srv.addr, r.token, "/api/v1/runs/"+id, &run); code == 200 && run.State.Final() {
-			return run
+		if code := apiGet(t, r.srv.addr, r.token, "/api/v1/runs/"+id, &run); code != 200 || !run.State.Final() {
+			return run, fmt.Errorf("HTTP %d, state %q", code, run.State)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s did not finish\n%s", id, readFile(t, r.serveLog))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return run, nil
+	})
+	finished = true
+	return run
 }
 
 // passed waits for a run that must pass and returns its image.

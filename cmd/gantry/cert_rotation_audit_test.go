@@ -18,6 +18,7 @@ import (
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
+	"github.com/gantry-dev/gantry/internal/wait"
 )
 
 // A serving-certificate rotation is a config reload: gantry admission keeps
@@ -45,6 +46,9 @@ func TestAdmissionAuditsCertificateRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("Generate wrote no PEM certificate")
+	}
 	sum := sha256.Sum256(block.Bytes)
 	wantSHA := hex.EncodeToString(sum[:])
 
@@ -55,29 +59,36 @@ func TestAdmissionAuditsCertificateRotation(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
 	auditFile := filepath.Join(dir, "data", "audit.jsonl")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	served := false
+	defer func() {
+		if !served {
+			t.Logf("log:\n%s", readFile(t, p.logFile))
+		}
+	}()
+	line := wait.For(t, 20*time.Second, "the rotated certificate served and its config.reload record", func() (string, error) {
 		resp, err := client.Get("https://" + p.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if b, _ := os.ReadFile(auditFile); strings.Contains(string(b), wantSHA) {
-				var e audit.Event
-				line := lastLineContaining(string(b), wantSHA)
-				if err := json.Unmarshal([]byte(line), &e); err != nil {
-					t.Fatal(err)
-				}
-				if e.Action != audit.ActionConfigReload || e.Actor != "gantry" || e.Target != "admission tls certificate" ||
-					e.Details["certFile"] != filepath.Join(tlsDir, "tls.crt") || e.Details["notAfter"] == "" {
-					t.Fatalf("audit record %s", line)
-				}
-				return
-			}
+		if err != nil {
+			return "", err
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(auditFile)
-			t.Fatalf("no config.reload record for the rotated certificate (last error %v)\naudit: %s\nlog: %s", err, b, readFile(t, p.logFile))
+		resp.Body.Close()
+		b, err := os.ReadFile(auditFile)
+		if err != nil {
+			return "", err
 		}
-		time.Sleep(200 * time.Millisecond)
+		line := lastLineContaining(string(b), wantSHA)
+		if line == "" {
+			return "", fmt.Errorf("no record of %s in the audit log:\n%s", wantSHA, b)
+		}
+		return line, nil
+	})
+	served = true
+	var e audit.Event
+	if err := json.Unmarshal([]byte(line), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Action != audit.ActionConfigReload || e.Actor != "gantry" || e.Target != "admission tls certificate" ||
+		e.Details["certFile"] != filepath.Join(tlsDir, "tls.crt") || e.Details["notAfter"] == "" {
+		t.Fatalf("audit record %s", line)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +36,7 @@ import (
 	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/internal/chart"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/notify"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/scanner/scantest"
@@ -86,7 +88,10 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"token":"ghs_e2e","expires_at":%q}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 	case r.Method == http.MethodPost && strings.Contains(p, "/statuses/"):
 		var s ghStatus
-		_ = json.Unmarshal(body, &s)
+		if err := json.Unmarshal(body, &s); err != nil {
+			http.Error(w, `{"message":"Problems parsing JSON"}`, http.StatusBadRequest)
+			return
+		}
 		s.SHA = p[strings.LastIndex(p, "/")+1:]
 		g.statuses = append(g.statuses, s)
 		w.WriteHeader(http.StatusCreated)
@@ -100,7 +105,10 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Annotations json.RawMessage `json:"annotations"`
 			} `json:"output"`
 		}
-		_ = json.Unmarshal(body, &in)
+		if err := json.Unmarshal(body, &in); err != nil {
+			http.Error(w, `{"message":"Problems parsing JSON"}`, http.StatusBadRequest)
+			return
+		}
 		var cr *ghCheckRun
 		if r.Method == http.MethodPost {
 			g.nextID++
@@ -132,7 +140,10 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Level   string `json:"annotation_level"`
 				Message string `json:"message"`
 			}
-			_ = json.Unmarshal(in.Output.Annotations, &as)
+			if err := json.Unmarshal(in.Output.Annotations, &as); err != nil {
+				http.Error(w, `{"message":"Invalid request: output.annotations"}`, http.StatusUnprocessableEntity)
+				return
+			}
 			if len(as) > 50 {
 				g.tooMany = true
 			}
@@ -210,7 +221,10 @@ func TestPipelineE2E(t *testing.T) {
 	keyPath, pubPath := cosignKeyFiles(t, dir)
 	pwPath := write("cosign.pw", []byte("pw"))
 	policy := write("policy.yaml", []byte("identities:\n  - {name: e2e, key: "+pubPath+"}\n"))
-	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
 	appKey := write("app.pem", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
 	gh := &fakeGitHub{}
 	ghSrv := httptest.NewServer(gh)
@@ -287,17 +301,21 @@ pipeline: {allowLocalRepos: true, workDir: %[18]q, mirrors: {acme/hello: %[19]q}
 	}
 	waitRun := func(id string) pipelines.Run {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
+		finished := false
+		defer func() {
+			if !finished {
+				t.Logf("serve log:\n%s", readFile(t, serveLog))
+			}
+		}()
+		run := wait.For(t, 3*time.Minute, "run "+id+" to finish", func() (pipelines.Run, error) {
 			var r pipelines.Run
-			if code := apiGet(t, srv.addr, token, "/api/v1/runs/"+id, &r); code == 200 && r.State.Final() {
-				return r
+			if code := apiGet(t, srv.addr, token, "/api/v1/runs/"+id, &r); code != 200 || !r.State.Final() {
+				return r, fmt.Errorf("HTTP %d, state %q", code, r.State)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("run %s did not finish\n%s", id, readFile(t, serveLog))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return r, nil
+		})
+		finished = true
+		return run
 	}
 
 	t.Run("success: built, scanned, signed, deployed, admitted, reported", func(t *testing.T) {
@@ -342,8 +360,12 @@ pipeline: {allowLocalRepos: true, workDir: %[18]q, mirrors: {acme/hello: %[19]q}
 		if !strings.Contains(run.Message, "scan gate") {
 			t.Errorf("message %q", run.Message)
 		}
-		dep, _ := cs.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
-		if dep != nil && dep.Annotations[deploy.AnnotationCommit] == sha {
+		// The Deployment of the first run stays; it is not the vulnerable commit.
+		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "hello", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dep.Annotations[deploy.AnnotationCommit] == sha {
 			t.Errorf("the vulnerable commit was deployed")
 		}
 		evs := ce.forRun(run.ID)
@@ -423,17 +445,32 @@ pipeline: {allowLocalRepos: true, workDir: %[18]q, mirrors: {acme/hello: %[19]q}
 
 	t.Run("cancel through the API stops the BuildKit solve", func(t *testing.T) {
 		df := filepath.Join(repoDir, "functions/hello/Dockerfile")
-		orig, _ := os.ReadFile(df)
-		defer os.WriteFile(df, orig, 0o644)
+		orig, err := os.ReadFile(df)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := os.WriteFile(df, orig, 0o644); err != nil {
+				t.Error(err)
+			}
+		}()
 		slow := strings.Replace(string(orig), "USER 1000:1000", "RUN sleep 60 && echo "+uniq+"-cancel > /slow\nUSER 1000:1000", 1)
 		if err := os.WriteFile(df, []byte(slow), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		sha := commitFiles(t, repoDir, scantest.CleanFiles())
 		id := pushCommit(sha)
-		waitStage(t, srv.addr, token, id, "build", pipelines.StateRunning)
-		time.Sleep(300 * time.Millisecond) // let the solve reach its RUN step
-		req, _ := http.NewRequest(http.MethodPost, "http://"+srv.addr+"/api/v1/runs/"+id+"/cancel", nil)
+		bk, err := bkclient.New(ctx, e.BuildkitAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bk.Close()
+		// Cancel once the daemon runs the slow step.
+		waitBuildStep(ctx, t, bk, id, "RUN sleep 60")
+		req, err := http.NewRequest(http.MethodPost, "http://"+srv.addr+"/api/v1/runs/"+id+"/cancel", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -449,54 +486,43 @@ pipeline: {allowLocalRepos: true, workDir: %[18]q, mirrors: {acme/hello: %[19]q}
 		}
 		// The daemon's history: the run's build ended with an error (it
 		// was cancelled), long before its 60 s step could have finished.
-		bk, err := bkclient.New(ctx, e.BuildkitAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer bk.Close()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		rec := wait.For(t, 30*time.Second, "the build of run "+id+" to end on the daemon after the cancel", func() (*controlapi.BuildHistoryRecord, error) {
 			rec := buildRecord(ctx, t, bk, id)
-			if rec != nil && rec.CompletedAt != nil {
-				if rec.Error == nil {
-					t.Fatalf("build %s completed without error after the cancel", rec.Ref)
-				}
-				break
+			if rec == nil || rec.CompletedAt == nil {
+				return nil, fmt.Errorf("record %+v", rec)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("build of run %s still running on the daemon after cancel (record %+v)", id, rec)
-			}
-			time.Sleep(200 * time.Millisecond)
+			return rec, nil
+		})
+		if rec.Error == nil {
+			t.Fatalf("build %s completed without error after the cancel", rec.Ref)
 		}
 	})
 
 	t.Run("kill -9 of the worker mid-build: resumed and finished once", func(t *testing.T) {
 		// A build step slow enough to be killed in.
 		df := filepath.Join(repoDir, "functions/hello/Dockerfile")
-		b, _ := os.ReadFile(df)
+		b, err := os.ReadFile(df)
+		if err != nil {
+			t.Fatal(err)
+		}
 		slow := strings.Replace(string(b), "USER 1000:1000", "RUN sleep 4 && echo "+uniq+" > /slow\nUSER 1000:1000", 1)
 		slow = strings.Replace(slow, "COPY rootfs/ /\n", "", 1)
 		if err := os.WriteFile(df, []byte(slow), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		// Back to clean files so this run passes.
-		_ = os.RemoveAll(filepath.Join(repoDir, "functions/hello/rootfs"))
 		sha := commitFiles(t, repoDir, scantest.CleanFiles())
 		id := pushCommit(sha)
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			var r pipelines.Run
-			apiGet(t, srv.addr, token, "/api/v1/runs/"+id, &r)
-			if s := r.Stage("build"); s != nil && s.State == pipelines.StateRunning {
-				break
-			}
-			if time.Now().After(deadline) || r.State.Final() {
-				t.Fatalf("build never seen running: %+v", r)
-			}
-			time.Sleep(50 * time.Millisecond)
+		bk, err := bkclient.New(ctx, e.BuildkitAddr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
-		_ = syscall.Kill(-srv.cmd.Process.Pid, syscall.SIGKILL)
+		defer bk.Close()
+		// Kill once the daemon runs the slow step: mid-build.
+		waitBuildStep(ctx, t, bk, id, "RUN sleep 4")
+		if err := syscall.Kill(-srv.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 		<-srv.done
 		srv = startGantry(t, serveLog, "serve", "--config", cfg)
 		run := waitRun(id)
@@ -563,17 +589,13 @@ func registerWebhook(t *testing.T, ctx context.Context, cs *kubernetes.Clientset
 		_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), vwc.Name, metav1.DeleteOptions{})
 	})
 	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "127.0.0.1:1/x@sha256:" + strings.Repeat("0", 64)}}}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.Until(t, 30*time.Second, "the webhook to take effect", func() error {
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil && strings.Contains(err.Error(), "gantry:") {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the webhook never took effect: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("last dry run: %v", err)
+	})
 }
 
 func randHex(t *testing.T, n int) string {
@@ -612,19 +634,53 @@ func pushSigned(t *testing.T, addr, secret, sha string) webhooks.Answer {
 	return a
 }
 
-func waitStage(t *testing.T, addr, token, id, stage string, want pipelines.State) {
+// waitBuildStep waits until BuildKit runs the step of the run's build
+// whose name contains step: started and not finished, as the daemon
+// itself reports it. A step already done (or cached) when the wait begins
+// fails the test rather than passing unnoticed.
+func waitBuildStep(ctx context.Context, t *testing.T, bk *bkclient.Client, runID, step string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	ref := wait.For(t, 2*time.Minute, "a build of run "+runID+" on the daemon", func() (string, error) {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		stream, err := bk.ControlClient().ListenBuildHistory(hctx, &controlapi.BuildHistoryRequest{ActiveOnly: true, EarlyExit: true})
+		if err != nil {
+			return "", err
+		}
+		for {
+			ev, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return "", errors.New("no active build")
+			}
+			if err != nil {
+				return "", err
+			}
+			if ev.Record != nil && strings.HasPrefix(ev.Record.Ref, runID+"-") && ev.Record.CompletedAt == nil {
+				return ev.Record.Ref, nil
+			}
+		}
+	})
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	stream, err := bk.ControlClient().Status(sctx, &controlapi.StatusRequest{Ref: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
 	for {
-		var r pipelines.Run
-		apiGet(t, addr, token, "/api/v1/runs/"+id, &r)
-		if s := r.Stage(stage); s != nil && s.State == want {
-			return
+		st, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("build %s ended (%v) without being seen inside step %q; steps seen: %q", ref, err, step, steps)
 		}
-		if time.Now().After(deadline) || r.State.Final() {
-			t.Fatalf("stage %s never %s: %+v", stage, want, r)
+		for _, v := range st.Vertexes {
+			if !strings.Contains(v.Name, step) {
+				continue
+			}
+			if v.Started != nil && v.Completed == nil && !v.Cached {
+				return
+			}
+			steps = append(steps, fmt.Sprintf("%s (cached %v, completed %v)", v.Name, v.Cached, v.Completed != nil))
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/internal/testenv"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/pipelines"
 	"github.com/gantry-dev/gantry/scanner/scantest"
 	"github.com/gantry-dev/gantry/webhooks"
@@ -151,16 +152,21 @@ pipeline: {allowLocalRepos: true, workDir: %[10]q, mirrors: {acme/hello: %[11]q,
 	}
 	waitRun := func(t *testing.T, id string) pipelines.Run {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			if r := getRun(t, id); r.State.Final() {
-				return r
+		finished := false
+		defer func() {
+			if !finished {
+				t.Logf("serve log:\n%s", readFile(t, serveLog))
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("run %s did not finish\n%s", id, readFile(t, serveLog))
+		}()
+		r := wait.For(t, 3*time.Minute, "run "+id+" to finish", func() (pipelines.Run, error) {
+			r := getRun(t, id)
+			if !r.State.Final() {
+				return r, fmt.Errorf("state %q", r.State)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return r, nil
+		})
+		finished = true
+		return r
 	}
 	passed := func(t *testing.T, id string) pipelines.Run {
 		t.Helper()

@@ -102,15 +102,26 @@ api:
 	}
 
 	token := func(exp time.Duration, groups ...string) string {
-		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: signKey}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
-		tok, _ := jwt.Signed(s).Claims(map[string]any{
+		// A token that failed to sign would be refused and pass the
+		// refusal cases below.
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: signKey}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := jwt.Signed(s).Claims(map[string]any{
 			"iss": "https://issuer.test", "aud": "gantry", "sub": "dev-1", "groups": groups,
 			"exp": time.Now().Add(exp).Unix(), "iat": time.Now().Unix(),
 		}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return tok
 	}
 	get := func(bearer string) *http.Response {
-		req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/runs", nil)
+		req, err := http.NewRequest(http.MethodGet, base+"/api/v1/runs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		req.Header.Set("Authorization", "Bearer "+bearer)
 		resp, err := client.Do(req)
 		if err != nil {

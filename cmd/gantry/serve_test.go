@@ -228,7 +228,10 @@ func postPush(t *testing.T, addr, secret string, d pushDelivery) (webhooks.Answe
 
 func apiGet(t *testing.T, addr, token, path string, into any) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -237,7 +240,10 @@ func apiGet(t *testing.T, addr, token, path string, into any) int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: reading the answer: %v", path, err)
+	}
 	if into != nil && resp.StatusCode == 200 {
 		if err := json.Unmarshal(b, into); err != nil {
 			if s, ok := into.(*string); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/natstest"
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
+	"github.com/gantry-dev/gantry/internal/wait"
 	"github.com/gantry-dev/gantry/pipelines"
 )
 
@@ -123,19 +125,19 @@ func TestWorkerListener(t *testing.T) {
 
 			// The queue goes away: not ready, still alive, depth unknown.
 			ns.Stop()
-			deadline := time.Now().Add(30 * time.Second)
-			for {
+			body := wait.For(t, 30*time.Second, "/readyz to answer 503 after nats-server stopped", func() (string, error) {
 				code, body := get("/readyz")
-				if code == http.StatusServiceUnavailable {
-					if !strings.Contains(body, "queue unavailable") {
-						t.Errorf("/readyz 503 body %q", body)
-					}
-					break
+				switch code {
+				case http.StatusServiceUnavailable:
+					return body, nil
+				case http.StatusOK:
+					return "", errors.New("still 200")
 				}
-				if code != 200 || time.Now().After(deadline) {
-					t.Fatalf("/readyz after nats-server stopped: %d %s, want 503", code, body)
-				}
-				time.Sleep(50 * time.Millisecond)
+				t.Fatalf("/readyz after nats-server stopped: %d %s, want 503", code, body)
+				return "", nil
+			})
+			if !strings.Contains(body, "queue unavailable") {
+				t.Errorf("/readyz 503 body %q", body)
 			}
 			if code, _ := get("/healthz"); code != 200 {
 				t.Errorf("/healthz with the queue down: %d, want 200 (liveness must not restart a worker for a NATS outage)", code)

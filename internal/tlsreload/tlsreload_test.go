@@ -56,7 +56,10 @@ func TestReloaderKeepsLastGoodPair(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.minCheck = 0
-	good, _ := r.GetCertificate(nil)
+	good, err := r.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(f.Cert, []byte("not a certificate"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -66,10 +69,11 @@ func TestReloaderKeepsLastGoodPair(t *testing.T) {
 	if c, err := r.GetCertificate(nil); err != nil || c != good {
 		t.Fatal("last good certificate not kept")
 	}
-	caPEM, certPEM, keyPEM, _ := Generate([]string{"127.0.0.1"}, time.Hour)
-	_ = caPEM
-	os.WriteFile(f.Key, keyPEM, 0o600)
-	os.WriteFile(f.Cert, certPEM, 0o644)
+	_, certPEM, keyPEM, err := Generate([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, map[string][]byte{f.Key: keyPEM, f.Cert: certPEM})
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +110,7 @@ func TestOnReloadReportsRotationsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(f.Key, keyPEM, 0o600)
-	os.WriteFile(f.Cert, certPEM, 0o644)
+	writeFiles(t, map[string][]byte{f.Key: keyPEM, f.Cert: certPEM})
 	c, err := r.GetCertificate(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -125,5 +128,14 @@ func TestOnReloadReportsRotationsOnly(t *testing.T) {
 	case ev := <-got:
 		t.Fatalf("unexpected second event: %+v", ev)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func writeFiles(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	for path, b := range files {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -214,7 +214,9 @@ func TestLoadPrefersGantryYAMLAndChecksPaths(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 	// Without gantry.yaml, stack.yml is read.
-	os.Remove(filepath.Join(root, "gantry.yaml"))
+	if err := os.Remove(filepath.Join(root, "gantry.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	if r, err = Load(root); err != nil || r.Source != StackFile {
 		t.Fatalf("stack.yml: %+v %v", r, err)
 	}
@@ -299,7 +301,9 @@ func TestLoadRefusesIgnoreFileOutsideTheRepository(t *testing.T) {
 		t.Fatalf("symlinked ignore file: %v", err)
 	}
 	// A missing ignore file is named at load time too.
-	os.Remove(filepath.Join(root, ".gantry", "ignore.yaml"))
+	if err := os.Remove(filepath.Join(root, ".gantry", "ignore.yaml")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Load(root); err == nil || !strings.Contains(err.Error(), ".gantry/ignore.yaml") {
 		t.Fatalf("missing ignore file: %v", err)
 	}

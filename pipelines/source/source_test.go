@@ -21,11 +21,15 @@ func gitRepo(t *testing.T, allowSHA bool) (dir, first, second string) {
 	if allowSHA {
 		git("config", "uploadpack.allowReachableSHA1InWant", "true")
 	}
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	git("add", ".")
 	git("commit", "-q", "-m", "first commit\n\nbody")
 	first = git("rev-parse", "HEAD")
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL v=2\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL v=2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	git("commit", "-q", "-am", "second commit")
 	second = git("rev-parse", "HEAD")
 	return dir, first, second
