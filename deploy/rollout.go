@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -84,8 +85,8 @@ func (d *Deployer) deploymentRolledOut(ctx context.Context, res *Result) (bool, 
 		return false, "", errors.New("the Deployment was deleted")
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return false, "", nil // out of time: keep the last real state
+		if outOfTime(ctx, err) {
+			return false, "", nil // keep the last real state
 		}
 		return false, "reading the Deployment: " + err.Error(), nil
 	}
@@ -93,6 +94,14 @@ func (d *Deployer) deploymentRolledOut(ctx context.Context, res *Result) (bool, 
 		return false, "", fmt.Errorf("superseded: the Deployment now runs %s, not %s", img, res.Image)
 	}
 	return deploymentStatus(dep)
+}
+
+// outOfTime reports whether a read failed because the wait ran out of
+// time. client-go's rate limiter says so before the deadline, when waiting
+// for a token would pass it ("rate: Wait(n=1) would exceed context
+// deadline", not a wrapped context error): the same thing.
+func outOfTime(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || strings.Contains(err.Error(), "would exceed context deadline")
 }
 
 func containerImage(dep *appsv1.Deployment, name string) string {
@@ -138,8 +147,8 @@ func (d *Deployer) functionReady(ctx context.Context, res *Result) (bool, string
 		return false, "", errors.New("the Function was deleted")
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return false, "", nil // out of time: keep the last real state
+		if outOfTime(ctx, err) {
+			return false, "", nil // keep the last real state
 		}
 		return false, "reading the Function: " + err.Error(), nil
 	}
