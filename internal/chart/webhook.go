@@ -16,31 +16,9 @@ import (
 // Service (and without cert-manager's injection annotation). Tests and the
 // demo register it with a real API server in front of a webhook on loopback.
 func WebhookAt(root, name string, functionNamespaces []string, url string, caBundle []byte) (*admregv1.ValidatingWebhookConfiguration, error) {
-	nss := make([]any, len(functionNamespaces))
-	for i, ns := range functionNamespaces {
-		nss[i] = ns
-	}
-	out, err := Render(filepath.Join(root, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"},
-		map[string]any{"admission": map[string]any{"functionNamespaces": nss}})
-	if err != nil {
-		return nil, err
-	}
-	docs, err := Documents(out)
-	if err != nil {
-		return nil, err
-	}
 	var vwc admregv1.ValidatingWebhookConfiguration
-	for _, d := range docs {
-		if d["kind"] != "ValidatingWebhookConfiguration" {
-			continue
-		}
-		b, err := json.Marshal(d)
-		if err != nil {
-			return nil, err
-		}
-		if err := yaml.Unmarshal(b, &vwc); err != nil {
-			return nil, err
-		}
+	if err := renderedWebhook(root, functionNamespaces, "ValidatingWebhookConfiguration", &vwc); err != nil {
+		return nil, err
 	}
 	if len(vwc.Webhooks) == 0 {
 		return nil, errors.New("the chart rendered no webhook")
@@ -50,4 +28,33 @@ func WebhookAt(root, name string, functionNamespaces []string, url string, caBun
 		vwc.Webhooks[i].ClientConfig = admregv1.WebhookClientConfig{URL: ptr.To(url), CABundle: caBundle}
 	}
 	return &vwc, nil
+}
+
+// renderedWebhook renders the chart's admission-webhook templates for
+// functionNamespaces and decodes the one object of kind into out.
+func renderedWebhook(root string, functionNamespaces []string, kind string, out any) error {
+	nss := make([]any, len(functionNamespaces))
+	for i, ns := range functionNamespaces {
+		nss[i] = ns
+	}
+	body, err := RenderOnly(filepath.Join(root, ChartDir), Release{Name: "gantry", Namespace: "gantry-system"},
+		map[string]any{"admission": map[string]any{"functionNamespaces": nss}}, "admission-webhook")
+	if err != nil {
+		return err
+	}
+	docs, err := Documents(body)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d["kind"] != kind {
+			continue
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		return yaml.Unmarshal(b, out)
+	}
+	return nil
 }
