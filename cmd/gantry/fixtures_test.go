@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gantry-dev/gantry/scanner/scantest"
 )
@@ -48,4 +52,23 @@ func cosignKeyFiles(t *testing.T, dir string) (keyPath, pubPath string) {
 	}
 	write := fileWriter(t, dir)
 	return write("cosign.key", kb.PrivateBytes), write("cosign.pub", kb.PublicBytes)
+}
+
+// kubeNamespace returns a client of the test cluster at kubeconfig and
+// creates namespace ns in it, deleted when the test ends.
+func kubeNamespace(ctx context.Context, t *testing.T, kubeconfig, ns string) *kubernetes.Clientset {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	return cs
 }

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -81,16 +79,8 @@ func TestReplayAndTenancyE2E(t *testing.T) {
 	write := fileWriter(t, dir)
 	dbRef := e.Registry + "/replay-" + uniq + "/trivy-db:2"
 	pushTestDB(ctx, t, dbRef)
-	rc, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(rc)
 	ns := "gantry-replay-" + uniq
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	cs := kubeNamespace(ctx, t, e.Kubeconfig, ns)
 	// acme/third has a namespace of its own (deploy.tenants.namespaces).
 	ns3 := ns + "-third"
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns3}}, metav1.CreateOptions{}); err != nil {

@@ -11,10 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/pipelines"
@@ -56,16 +52,8 @@ func TestOpenFaaSTemplatesE2E(t *testing.T) {
 	pushTestDB(ctx, t, dbRef)
 	keyPath, _ := cosignKeyFiles(t, dir)
 
-	rc, err := clientcmd.BuildConfigFromFlags("", e.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(rc)
 	ns := "gantry-tmpl-" + uniq
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	cs := kubeNamespace(ctx, t, e.Kubeconfig, ns)
 
 	// The template repository, as openfaas/templates is laid out.
 	tmplRepo := filepath.Join(dir, "templates")
