@@ -50,8 +50,10 @@ testenv-down:
 testenv-status:
 	hack/testenv status
 
-## demo: start the test environment and run the demo (see README).
-demo: build testenv-up
+## demo: start the test environment and run the demo (see README). It
+## installs only what the demo needs (hack/testenv up demo); make test adds
+## the test-only tools.
+demo: build
 	hack/demo
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s).

@@ -145,6 +145,15 @@ func Find() (string, error) {
 	if p := os.Getenv(EnvFileVar); p != "" {
 		return p, nil
 	}
+	// The state dir hack/testenv was told to use (GANTRY_TESTENV_DIR), as
+	// it reads it: a relative one is relative to the repository root.
+	state := os.Getenv("GANTRY_TESTENV_DIR")
+	if filepath.IsAbs(state) {
+		return filepath.Join(state, "env"), nil
+	}
+	if state == "" {
+		state = ".testenv"
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -152,7 +161,7 @@ func Find() (string, error) {
 	for {
 		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
 			strings.HasPrefix(string(b), "module github.com/gantry-dev/gantry\n") {
-			return filepath.Join(dir, ".testenv", "env"), nil
+			return filepath.Join(dir, state, "env"), nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {

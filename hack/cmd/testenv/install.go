@@ -30,16 +30,19 @@ const (
 
 // Debian packages the test environment needs, each with the file that shows
 // it is installed.
-var debianPackages = []struct{ name, file string }{
-	{"runc", "runc"},
-	{"docker-registry", "docker-registry"},
-	{"busybox-static", "/bin/busybox"},
+var debianPackages = []struct {
+	name, file string
+	testsOnly  bool // not needed by the demo
+}{
+	{"runc", "runc", false},
+	{"docker-registry", "docker-registry", false},
+	{"busybox-static", "/bin/busybox", false},
 	// For the dashboard's browser tests (driven with chromedp).
-	{"chromium", "chromium"},
+	{"chromium", "chromium", true},
 	// The workflow contract test runs the workflow step scripts, which use
 	// jq and curl.
-	{"jq", "jq"},
-	{"curl", "curl"},
+	{"jq", "jq", true},
+	{"curl", "curl", true},
 }
 
 // tools are the paths of installed binaries.
@@ -55,7 +58,7 @@ type tools struct {
 }
 
 func (r *rig) install() (*tools, error) {
-	if err := installDebianPackages(); err != nil {
+	if err := installDebianPackages(r.demoOnly); err != nil {
 		return nil, err
 	}
 	bin := filepath.Join(r.cache, "bin")
@@ -130,6 +133,9 @@ func (r *rig) install() (*tools, error) {
 		{&t.staticcheck, "staticcheck", "honnef.co/go/tools/cmd/staticcheck", staticcheckVersion, "~1 min"},
 	} {
 		dir := filepath.Join(bin, g.name+"-"+g.ver)
+		if r.skip(dir, g.name+" "+g.ver) {
+			continue
+		}
 		if err := ensureBuilt(dir, g.name+" "+g.ver, g.eta, func(tmp string) error {
 			return run("", []string{"GOBIN=" + tmp}, "go", "install", "-trimpath", "-ldflags", "-s -w", g.pkg+"@"+g.ver)
 		}); err != nil {
@@ -164,6 +170,9 @@ func (r *rig) installTrivy(bin string) (string, error) {
 		return "", err
 	}
 	dir := filepath.Join(bin, "trivy-"+version)
+	if r.skip(dir, "trivy "+version) {
+		return "", nil
+	}
 	if err := ensureBuilt(dir, "trivy "+version, "~3-4 min", func(tmp string) error {
 		modDir, err := os.MkdirTemp("", "gantry-trivy-modfile-")
 		if err != nil {
@@ -245,6 +254,19 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
+// skip reports whether a test-only tool is left out: only for `up demo`,
+// and only when it is not built yet (a built one is still used).
+func (r *rig) skip(dir, what string) bool {
+	if !r.demoOnly {
+		return false
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return false
+	}
+	say("skipping %s: the demo does not need it (make test builds it)", what)
+	return true
+}
+
 // ensureBuilt runs build into a temporary dir beside dir and renames it into
 // place, so an interrupted build never leaves a half-filled cache entry.
 func ensureBuilt(dir, what, eta string, build func(tmp string) error) error {
@@ -268,9 +290,12 @@ func ensureBuilt(dir, what, eta string, build func(tmp string) error) error {
 	return nil
 }
 
-func installDebianPackages() error {
+func installDebianPackages(demoOnly bool) error {
 	var missing []string
 	for _, p := range debianPackages {
+		if demoOnly && p.testsOnly {
+			continue
+		}
 		if strings.HasPrefix(p.file, "/") {
 			if _, err := os.Stat(p.file); err == nil {
 				continue

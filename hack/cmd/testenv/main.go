@@ -7,6 +7,8 @@
 // It is run through the hack/testenv wrapper:
 //
 //	hack/testenv up       install what is missing, start what is not running, write .testenv/env
+//	hack/testenv up demo  the same, installing only what `make demo` needs (no test-only
+//	                      tools: cosign, nats-server, staticcheck, trivy CLI, chromium)
 //	hack/testenv down     stop the daemons this state dir started (by pid)
 //	hack/testenv env      print the env file (eval-able)
 //	hack/testenv status   one line per daemon
@@ -26,7 +28,7 @@ import (
 	"syscall"
 )
 
-const usage = `usage: hack/testenv up|down|env|status|install|which TOOL
+const usage = `usage: hack/testenv up [demo]|down|env|status|install|which TOOL
 
 Environment:
   GANTRY_TESTENV_DIR   state dir (default: <repo>/.testenv)
@@ -34,7 +36,8 @@ Environment:
 `
 
 func main() {
-	if len(os.Args) < 2 || (len(os.Args) != 2) != (os.Args[1] == "which") {
+	demoOnly := len(os.Args) == 3 && os.Args[1] == "up" && os.Args[2] == "demo"
+	if len(os.Args) < 2 || !demoOnly && (len(os.Args) != 2) != (os.Args[1] == "which") {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
@@ -42,6 +45,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	rig.demoOnly = demoOnly
 	// One invocation at a time per state dir: two concurrent `up`s would
 	// race on ports and pid files. The lock's fd is close-on-exec, so the
 	// daemons we start do not inherit (and hold) it.
@@ -94,6 +98,10 @@ type rig struct {
 	root  string // repository root
 	state string // state dir
 	cache string // binary cache dir
+	// demoOnly installs only what the demo needs: a newcomer's first
+	// `make demo` does not wait for tools only the tests use (those
+	// already built are still found).
+	demoOnly bool
 }
 
 func newRig() (*rig, error) {
