@@ -103,7 +103,7 @@ func (r *rig) install() (*tools, error) {
 		return nil, err
 	}
 	kube := filepath.Join(bin, "kube-rig-"+key)
-	if err := ensureBuilt(kube, "etcd + kube-apiserver + kube-controller-manager + kubectl "+kubeVersion, "~5-8 min, 2.5 GB RAM", func(tmp string) error {
+	if err := ensureBuilt(kube, "etcd + kube-apiserver + kube-controller-manager + kubectl "+kubeVersion, "~12 min on 2 cores, 2.5 GB RAM", func(tmp string) error {
 		v := "k8s.io/component-base/version"
 		ld := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=%s",
 			v, kubeVersion, v, v, kubeVersion)
