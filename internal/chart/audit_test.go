@@ -3,7 +3,6 @@ package chart
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -104,20 +103,7 @@ func TestAdmissionAuditChart(t *testing.T) {
 	if !strings.Contains(string(egress), "10.96.0.1/32") || !strings.Contains(string(egress), "6443") {
 		t.Errorf("the admission pod cannot reach the API server:\n%s", egress)
 	}
-	var gantryYAML string
-	for _, cm := range byKind(t, docs, "ConfigMap") {
-		if str(cm, "metadata", "name") == "gantry-admission" {
-			gantryYAML = str(cm, "data", "gantry.yaml")
-		}
-	}
-	p := filepath.Join(t.TempDir(), "gantry.yaml")
-	if err := os.WriteFile(p, []byte(gantryYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(config.Source{File: p})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, gantryYAML)
-	}
+	cfg := renderedConfig(t, docs, "gantry-admission")
 	if a := cfg.Admission.Audit; a.Interval != 10*time.Minute || !slices.Equal(a.Namespaces, []string{"fn-a", "fn-b"}) || a.Selector != "tier=fn" || a.Kubeconfig != "" {
 		t.Errorf("audit config %+v", a)
 	}

@@ -191,3 +191,24 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		}
 	}
 }
+
+// renderedConfig loads the gantry.yaml of the rendered ConfigMap name with
+// Gantry's own config loader (defaults, validation), as the pod will.
+func renderedConfig(t *testing.T, docs []map[string]any, name string) *config.Config {
+	t.Helper()
+	var gantryYAML string
+	for _, cm := range byKind(t, docs, "ConfigMap") {
+		if str(cm, "metadata", "name") == name {
+			gantryYAML = str(cm, "data", "gantry.yaml")
+		}
+	}
+	p := filepath.Join(t.TempDir(), "gantry.yaml")
+	if err := os.WriteFile(p, []byte(gantryYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(config.Source{File: p})
+	if err != nil {
+		t.Fatalf("the gantry.yaml of ConfigMap %s does not load: %v\n%s", name, err, gantryYAML)
+	}
+	return cfg
+}

@@ -2,11 +2,8 @@ package chart
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/gantry-dev/gantry/config"
 )
 
 // TestReceiverMetricsListener: the receiver never serves /metrics on 8443
@@ -55,20 +52,7 @@ func TestReceiverMetricsListener(t *testing.T) {
 				t.Errorf("receiver scrape annotations %v", ann)
 			}
 
-			var gantryYAML string
-			for _, cm := range byKind(t, docs, "ConfigMap") {
-				if str(cm, "metadata", "name") == "gantry-pipeline" {
-					gantryYAML = str(cm, "data", "gantry.yaml")
-				}
-			}
-			p := filepath.Join(t.TempDir(), "gantry.yaml")
-			if err := os.WriteFile(p, []byte(gantryYAML), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := config.Load(config.Source{File: p})
-			if err != nil {
-				t.Fatalf("gantry.yaml does not load: %v\n%s", err, gantryYAML)
-			}
+			cfg := renderedConfig(t, docs, "gantry-pipeline")
 			if want := map[bool]string{true: ":9090"}[on]; cfg.Server.MetricsListen != want || cfg.Server.Listen != ":8443" {
 				t.Errorf("server.listen %q, server.metricsListen %q, want :8443 and %q", cfg.Server.Listen, cfg.Server.MetricsListen, want)
 			}

@@ -249,20 +249,7 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 
 	// The pipeline configuration loads, is a receiver only, and serves TLS.
-	var gantryYAML string
-	for _, cm := range byKind(t, docs, "ConfigMap") {
-		if str(cm, "metadata", "name") == "gantry-pipeline" {
-			gantryYAML = str(cm, "data", "gantry.yaml")
-		}
-	}
-	p := filepath.Join(t.TempDir(), "gantry.yaml")
-	if err := os.WriteFile(p, []byte(gantryYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(config.Source{File: p})
-	if err != nil {
-		t.Fatalf("the pipeline's gantry.yaml does not load: %v\n%s", err, gantryYAML)
-	}
+	cfg := renderedConfig(t, docs, "gantry-pipeline")
 	if cfg.Server.RunWorkers || cfg.Server.InsecureHTTP || cfg.Server.TLS.CertFile == "" || len(cfg.Webhooks.GitHubSecretFiles) != 1 {
 		t.Fatalf("pipeline config: %+v", cfg.Server)
 	}
@@ -437,20 +424,7 @@ func TestWorkerListener(t *testing.T) {
 				t.Errorf("receiver tls volume from %q", got)
 			}
 
-			var gantryYAML string
-			for _, cm := range byKind(t, docs, "ConfigMap") {
-				if str(cm, "metadata", "name") == "gantry-pipeline" {
-					gantryYAML = str(cm, "data", "gantry.yaml")
-				}
-			}
-			p := filepath.Join(t.TempDir(), "gantry.yaml")
-			if err := os.WriteFile(p, []byte(gantryYAML), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := config.Load(config.Source{File: p})
-			if err != nil {
-				t.Fatalf("gantry.yaml does not load: %v\n%s", err, gantryYAML)
-			}
+			cfg := renderedConfig(t, docs, "gantry-pipeline")
 			if want := map[bool]string{true: ":8443"}[tc.listen]; cfg.Worker.Listen != want {
 				t.Errorf("worker.listen %q, want %q", cfg.Worker.Listen, want)
 			}
