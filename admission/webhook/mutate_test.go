@@ -77,6 +77,7 @@ func mutateHandler(t testing.TB) (*Handler, string, map[string]string, *images.I
 	return New(e, Options{MaxBodyBytes: 256 << 10}), host, digests, ins
 }
 
+// postTo posts an AdmissionReview body to path and decodes a 200 answer.
 func postTo(t *testing.T, h http.Handler, path, body, ct string) (*httptest.ResponseRecorder, *admissionv1.AdmissionReview) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))

@@ -46,20 +46,7 @@ func review(kind, group, version, sub, op, obj string) string {
 
 func post(t *testing.T, h http.Handler, body, ct string) (*httptest.ResponseRecorder, *admissionv1.AdmissionReview) {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodPost, "/validate", strings.NewReader(body))
-	if ct != "" {
-		r.Header.Set("Content-Type", ct)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	if w.Code != http.StatusOK {
-		return w, nil
-	}
-	var out admissionv1.AdmissionReview
-	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
-		t.Fatalf("response not JSON: %v\n%s", err, w.Body)
-	}
-	return w, &out
+	return postTo(t, h, "/validate", body, ct)
 }
 
 func TestValidate(t *testing.T) {
