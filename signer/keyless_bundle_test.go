@@ -89,17 +89,7 @@ func TestKeylessBundles(t *testing.T) {
 	const password = "keyless"
 	cli := newCosign3CLI(t, r, password)
 
-	cases := []struct {
-		name   string
-		id     *signingIdentity
-		wantOK bool
-	}{
-		{"trusted CA, matching identity", ca.issue(t, "ci@acme.example", issuer, hour), true},
-		{"trusted CA, other subject", ca.issue(t, "mallory@acme.example", issuer, hour), false},
-		{"trusted CA, other issuer", ca.issue(t, "ci@acme.example", "https://accounts.example", hour), false},
-		{"untrusted CA, matching identity", otherCA.issue(t, "ci@acme.example", issuer, hour), false},
-		{"expired certificate without a log timestamp", ca.issue(t, "ci@acme.example", issuer, time.Now().Add(-time.Second)), false},
-	}
+	cases := keylessCases(t, ca, otherCA, issuer)
 	for _, tc := range cases {
 		t.Run("gantry signs: "+tc.name, func(t *testing.T) {
 			d := r.pushImage(r.uniqueRepo(), "v1")

@@ -106,18 +106,7 @@ func TestKeylessVerificationWithFileRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hour := time.Now().Add(time.Hour)
-	cases := []struct {
-		name   string
-		id     *signingIdentity
-		wantOK bool
-	}{
-		{"trusted CA, matching identity", ca.issue(t, "ci@acme.example", issuer, hour), true},
-		{"trusted CA, other subject", ca.issue(t, "mallory@acme.example", issuer, hour), false},
-		{"trusted CA, other issuer", ca.issue(t, "ci@acme.example", "https://accounts.example", hour), false},
-		{"untrusted CA, matching identity", otherCA.issue(t, "ci@acme.example", issuer, hour), false},
-		{"expired certificate without a log timestamp", ca.issue(t, "ci@acme.example", issuer, time.Now().Add(-time.Second)), false},
-	}
+	cases := keylessCases(t, ca, otherCA, issuer)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := r.pushImage(r.uniqueRepo(), "v1")
@@ -137,5 +126,26 @@ func TestKeylessVerificationWithFileRoot(t *testing.T) {
 				t.Fatalf("reason %s, want %s", res.Reason, UntrustedKey)
 			}
 		})
+	}
+}
+
+// keylessCase is a signing identity and whether a policy trusting ca for
+// ci@acme.example from issuer accepts it.
+type keylessCase struct {
+	name   string
+	id     *signingIdentity
+	wantOK bool
+}
+
+// keylessCases are the identities the keyless tests sign with, in both
+// signature formats: the one the policy names, and each way to miss it.
+func keylessCases(t *testing.T, ca, otherCA *testCA, issuer string) []keylessCase {
+	hour := time.Now().Add(time.Hour)
+	return []keylessCase{
+		{"trusted CA, matching identity", ca.issue(t, "ci@acme.example", issuer, hour), true},
+		{"trusted CA, other subject", ca.issue(t, "mallory@acme.example", issuer, hour), false},
+		{"trusted CA, other issuer", ca.issue(t, "ci@acme.example", "https://accounts.example", hour), false},
+		{"untrusted CA, matching identity", otherCA.issue(t, "ci@acme.example", issuer, hour), false},
+		{"expired certificate without a log timestamp", ca.issue(t, "ci@acme.example", issuer, time.Now().Add(-time.Second)), false},
 	}
 }
