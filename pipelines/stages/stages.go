@@ -305,16 +305,24 @@ func (p *Pipeline) fetch(ctx context.Context, run pipelines.Run) (*source.Checko
 	if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
 		return nil, err
 	}
-	auth, err := p.gitAuth()
-	if err != nil {
-		return nil, err
-	}
-	url, err := p.sourceURL(run)
+	url, auth, err := p.origin(run)
 	if err != nil {
 		return nil, err
 	}
 	return source.Fetch(ctx, source.Request{URL: url, Commit: run.Commit, Dir: dir, Auth: auth,
 		AllowLocal: p.d.Config.Pipeline.AllowLocalRepos})
+}
+
+// origin is where and how the run's repository is fetched: its URL
+// (sourceURL) and the git credentials; the checkout and the history
+// fetches use it alike.
+func (p *Pipeline) origin(run pipelines.Run) (string, source.Auth, error) {
+	auth, err := p.gitAuth()
+	if err != nil {
+		return "", auth, err
+	}
+	url, err := p.sourceURL(run)
+	return url, auth, err
 }
 
 // sourceURL is where the run's repository is fetched from: its mirror

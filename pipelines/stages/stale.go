@@ -24,11 +24,7 @@ const ActionDeployRollback = "deploy.rollback"
 // history fetches the named commits of the run's repository with bounded
 // history into the run's work directory, under dir.
 func (p *Pipeline) history(ctx context.Context, run pipelines.Run, dir string, commits ...string) (*source.History, error) {
-	auth, err := p.gitAuth()
-	if err != nil {
-		return nil, err
-	}
-	url, err := p.sourceURL(run)
+	url, auth, err := p.origin(run)
 	if err != nil {
 		return nil, err
 	}
