@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,7 +65,10 @@ func readKV(t *testing.T, path string) map[string]string {
 	return m
 }
 
-var pinnedBySHA = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$`)
+var (
+	pinnedBySHA    = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$`)
+	versionComment = regexp.MustCompile(`@[0-9a-f]{40} # v\d+\.\d+\.\d+$`)
+)
 
 // Every action the workflow uses from elsewhere is pinned by full commit
 // SHA: a moved tag cannot change what runs with the job's OIDC token and
@@ -90,7 +94,7 @@ func TestThirdPartyActionsPinnedBySHA(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(raw), "\n") {
-		if i := strings.Index(l, "uses: "); i >= 0 && !regexp.MustCompile(`@[0-9a-f]{40} # v\d+\.\d+\.\d+$`).MatchString(l) {
+		if strings.Contains(l, "uses: ") && !versionComment.MatchString(l) {
 			t.Errorf("%q: want `@<sha> # vX.Y.Z`", strings.TrimSpace(l))
 		}
 	}
@@ -183,7 +187,7 @@ func TestFetchGantryAtTheWorkflowCommit(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			claims = c.claims
 			dir := t.TempDir()
-			out, ghEnv, ghOut, err := runStep(t, s, dir, append(slicesClone(env), c.env...)...)
+			out, ghEnv, ghOut, err := runStep(t, s, dir, append(slices.Clone(env), c.env...)...)
 			if err == nil {
 				t.Fatalf("step passed:\n%s", out)
 			}
@@ -194,8 +198,6 @@ func TestFetchGantryAtTheWorkflowCommit(t *testing.T) {
 		})
 	}
 }
-
-func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
 // The steps that install gantry from source and start BuildKit, run for
 // real on this machine (root, runc): gantry is built from this checkout,
