@@ -90,12 +90,15 @@ type TemplateOptions struct {
 
 // templateFile is the part of an OpenFaaS template.yml Gantry reads.
 type templateFile struct {
-	Language      string `yaml:"language"`
-	HandlerFolder string `yaml:"handler_folder"`
-	BuildOptions  []struct {
-		Name     string   `yaml:"name"`
-		Packages []string `yaml:"packages"`
-	} `yaml:"build_options"`
+	Language      string        `yaml:"language"`
+	HandlerFolder string        `yaml:"handler_folder"`
+	BuildOptions  []buildOption `yaml:"build_options"`
+}
+
+// buildOption is a named set of packages a function may ask for.
+type buildOption struct {
+	Name     string   `yaml:"name"`
+	Packages []string `yaml:"packages"`
 }
 
 // Shrinkwrap lays out the build context of every template function of r
@@ -157,12 +160,7 @@ func shrinkwrapOne(ctx context.Context, root string, r *Repo, fn *Function, opts
 	}
 	var pkgs []string
 	for _, o := range fn.BuildOptions {
-		i := slices.IndexFunc(tf.BuildOptions, func(b struct {
-			Name     string   `yaml:"name"`
-			Packages []string `yaml:"packages"`
-		}) bool {
-			return b.Name == o
-		})
+		i := slices.IndexFunc(tf.BuildOptions, func(b buildOption) bool { return b.Name == o })
 		if i < 0 {
 			var names []string
 			for _, b := range tf.BuildOptions {
