@@ -7,7 +7,8 @@ GO ?= go
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+VERSION_PKG := github.com/gantry-dev/gantry/internal/version
+LDFLAGS := -s -w -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT)
 BIN     := $(CURDIR)/bin
 # Integration tests share one BuildKit daemon and API server; a generous
 # timeout covers a cold build cache.
@@ -18,8 +19,16 @@ PKGS ?= ./...
 
 all: build
 
+## build: bin/gantry, the command users type (help and version, then it execs
+## the role binary of the command), and the role binaries beside it:
+## gantry-core (every command), gantry-admission and gantry-build (the same
+## code with only their commands linked; see cmd/gantry/main.go).
+ROLES := admission build
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry ./cmd/gantry
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry-core ./cmd/gantry-core
+	@for r in $(ROLES); do echo "$(GO) build -tags gantry_role_$$r … -o $(BIN)/gantry-$$r ./cmd/gantry-core"; \
+	  $(GO) build -trimpath -tags gantry_role_$$r -ldflags "$(LDFLAGS)" -o $(BIN)/gantry-$$r ./cmd/gantry-core || exit 1; done
 
 ## test: the whole suite, as CI runs it: start the test environment, lint, all tests.
 test: testenv-up lint

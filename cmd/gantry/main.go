@@ -1,16 +1,157 @@
-// Command gantry is Gantry's one binary: servers (serve, worker, admission)
-// and the pipeline steps as commands. This package only wires flags and
-// configuration to the library packages; it holds no logic of its own.
+// Command gantry is the command users type. It links no command: it
+// prints help and the version itself, from a table generated from the
+// commands' own definitions (commands.json, see internal/cmdtable), and
+// hands every other command line, unchanged, to the role binary that
+// implements it:
 //
-// Exit codes: 0 success, 1 a policy failure (lint threshold crossed, scan
-// gate failed, signature not verified, admission denied), 2 a usage or
-// runtime error.
+//	gantry-admission  admission, verify, policy   (no Trivy, BuildKit or Helm)
+//	gantry-build      build, lint                 (BuildKit's client, no Trivy or Kubernetes)
+//	gantry-core       every command; the fallback when the others are absent
+//
+// So `gantry version` and `gantry verify --help` start in milliseconds, and
+// a command pays only for the packages its role links (`gantry verify`
+// does not initialise Trivy). The role binary is looked for beside this
+// executable (symlinks resolved), then in ../libexec/gantry; never on
+// PATH, so a directory earlier on PATH cannot stand in for it. It replaces
+// this process (exec), so signals, exit codes and standard streams are
+// the role binary's own.
 package main
 
 import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/gantry-dev/gantry/internal/cmdtable"
+	"github.com/gantry-dev/gantry/internal/version"
+)
+
+//go:embed commands.json
+var commandsJSON []byte
+
+// Exit codes, as every gantry command uses them.
+const (
+	exitOK      = 0
+	exitFailure = 2
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ()))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ(), execRole))
+}
+
+// self is this executable, symlinks resolved: role binaries are found
+// beside it.
+func self() (string, error) {
+	p, err := os.Executable()
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot locate this executable to find its role binaries: %w", err)
+	}
+	return p, nil
+}
+
+// execFunc replaces the process with path, or returns why it could not.
+type execFunc func(path string, argv, env []string) error
+
+func execRole(path string, argv, env []string) error { return syscall.Exec(path, argv, env) }
+
+func run(args []string, stdout, stderr io.Writer, env []string, exec execFunc) int {
+	tab, err := cmdtable.Parse(commandsJSON)
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry: %v\n", err)
+		return exitFailure
+	}
+	r := tab.Route(args)
+	if r.Certain && r.Help {
+		fmt.Fprint(stdout, tab.Commands[r.Path].Help)
+		return exitOK
+	}
+	if r.Certain && r.Path == "version" && len(r.Args) == 0 && !readsConfig(r, env) {
+		if err := printVersion(stdout, r); err == nil {
+			return exitOK
+		}
+		// Anything else (an unknown --output) is the role binary's to refuse.
+	}
+	front, err := self()
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry: %v\n", err)
+		return exitFailure
+	}
+	bin, err := findRole(front, tab.Role(r.Path))
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry: %v\n", err)
+		return exitFailure
+	}
+	err = exec(bin, append([]string{bin}, args...), env)
+	fmt.Fprintf(stderr, "gantry: run %s: %v\n", bin, err)
+	return exitFailure
+}
+
+// readsConfig reports whether a role binary would read configuration for
+// this command line (a file, or GANTRY_* variables, which it validates:
+// `gantry version` with a broken configuration fails there, and must fail
+// the same way here).
+func readsConfig(r cmdtable.Route, env []string) bool {
+	for _, f := range r.Flags {
+		if f.Name == "--config" || strings.HasPrefix(f.Name, "--log-") {
+			return true
+		}
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GANTRY_") {
+			return true
+		}
+	}
+	return false
+}
+
+func printVersion(w io.Writer, r cmdtable.Route) error {
+	format := "text"
+	for _, f := range r.Flags {
+		if f.Name == "-o" || f.Name == "--output" {
+			format = f.Value
+		}
+	}
+	v := version.Get()
+	switch format {
+	case "text":
+		_, err := fmt.Fprintln(w, v)
+		return err
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return errors.New("unknown output format")
+}
+
+// findRole is the role binary for role: gantry-ROLE beside the front
+// executable or in ../libexec/gantry from there, else gantry-core (which
+// implements every command) in the same places.
+func findRole(front, role string) (string, error) {
+	dir := filepath.Dir(front)
+	dirs := []string{dir, filepath.Join(dir, "..", "libexec", "gantry")}
+	names := []string{"gantry-" + role}
+	if role != cmdtable.RoleCore {
+		names = append(names, "gantry-"+cmdtable.RoleCore)
+	}
+	for _, n := range names {
+		for _, d := range dirs {
+			p := filepath.Join(d, n)
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("this command is implemented by %s, which is not installed beside %s or in %s "+
+		"(make build puts every binary in bin/; go install github.com/gantry-dev/gantry/cmd/...)",
+		strings.Join(names, " or "), front, dirs[1])
 }

@@ -3,6 +3,7 @@ package workflowcheck
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -225,8 +226,15 @@ func TestInstallAndStartBuildKitSteps(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Install gantry: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "gantry") {
+	if !regexp.MustCompile(`(?m)^gantry \S+ \(commit \S+, go`).MatchString(out) {
 		t.Errorf("Install gantry printed no version:\n%s", out)
+	}
+	// The front and its role binaries are installed side by side: a
+	// command that runs in gantry-admission works from bin/gantry.
+	check := exec.Command(filepath.Join(dir, "bin", "gantry"), "policy", "check", "--offline", "-f", "-")
+	check.Stdin = strings.NewReader(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"r.example/i:1","securityContext":{"privileged":true}}]}}`)
+	if out, err := check.CombinedOutput(); !isExit(err, 1) || !strings.Contains(string(out), "deny") {
+		t.Errorf("installed gantry policy check of a privileged pod: %v\n%s", err, out)
 	}
 	path, err := os.ReadFile(filepath.Join(dir, "github_path"))
 	if err != nil || strings.TrimSpace(string(path)) != filepath.Join(dir, "bin") {
@@ -374,4 +382,10 @@ func TestCredentialKeyAndVerdictSteps(t *testing.T) {
 			t.Errorf("Verdict with CODE=%q exits %d, want %d\n%s", code, got, want, out)
 		}
 	}
+}
+
+// isExit reports whether err is a process's exit with code.
+func isExit(err error, code int) bool {
+	var ee *exec.ExitError
+	return errors.As(err, &ee) && ee.ExitCode() == code
 }

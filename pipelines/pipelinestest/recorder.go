@@ -3,7 +3,7 @@
 // kill a worker mid-stage and check afterwards what ran how often.
 //
 // TEST ONLY. They reach gantry serve and gantry worker only in
-// cmd/gantry's test binary, through the hidden `--test-stages` flag its
+// cmd/gantry-core's test binary, through the hidden `--test-stages` flag its
 // testhooks_test.go adds for the process-level tests (kill -9, restart);
 // the production binary neither has the flag nor links this package.
 package pipelinestest

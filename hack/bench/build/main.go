@@ -48,7 +48,7 @@ CMD ["cat", "/nonce"]
 
 func main() {
 	runs := flag.Int("runs", 7, "builds per tool and case (the median is reported)")
-	gantryBin := flag.String("gantry", "", "gantry binary (default: built from ./cmd/gantry into a temp dir)")
+	gantryBin := flag.String("gantry", "bin/gantry", "the gantry binary, with its role binaries beside it (make build)")
 	flag.Parse()
 	if err := run(*runs, *gantryBin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -66,14 +66,8 @@ func run(runs int, gantryBin string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	if gantryBin == "" {
-		gantryBin = filepath.Join(work, "gantry")
-		fmt.Println("building gantry …")
-		cmd := exec.Command("go", "build", "-o", gantryBin, "./cmd/gantry")
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("go build ./cmd/gantry: %w", err)
-		}
+	if _, err := os.Stat(gantryBin); err != nil {
+		return fmt.Errorf("%s: %w (run make build first; make bench does)", gantryBin, err)
 	}
 	ctxDir := filepath.Join(work, "ctx")
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {

@@ -37,7 +37,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 15, "timed runs per tool (the median is reported)")
-	gantryBin := flag.String("gantry", "", "gantry binary (default: built from ./cmd/gantry into a temp dir)")
+	gantryBin := flag.String("gantry", "bin/gantry", "the gantry binary, with its role binaries beside it (make build)")
 	trivyBin := flag.String("trivy", "", "trivy binary (default: the test environment's, GANTRY_TRIVY)")
 	flag.Parse()
 	if err := run(*runs, *gantryBin, *trivyBin); err != nil {
@@ -56,12 +56,8 @@ func run(runs int, gantryBin, trivyBin string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	if gantryBin == "" {
-		gantryBin = filepath.Join(work, "gantry")
-		fmt.Println("building gantry …")
-		if err := goCmd("build", "-o", gantryBin, "./cmd/gantry"); err != nil {
-			return fmt.Errorf("go build ./cmd/gantry: %w", err)
-		}
+	if _, err := os.Stat(gantryBin); err != nil {
+		return fmt.Errorf("%s: %w (run make build first; make bench does)", gantryBin, err)
 	}
 	if trivyBin == "" {
 		if trivyBin = env.Trivy; trivyBin == "" {
@@ -160,13 +156,6 @@ func timeRun(bin string, args, env []string, okRC []int) (time.Duration, error) 
 		}
 	}
 	return d, nil
-}
-
-func goCmd(args ...string) error {
-	cmd := exec.Command("go", args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2", "CGO_ENABLED=0")
-	return cmd.Run()
 }
 
 func tail(s string, n int) string {

@@ -1,3 +1,5 @@
+//go:build !gantry_role_admission && !gantry_role_build
+
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/internal/oci"
+	"github.com/gantry-dev/gantry/internal/version"
 	"github.com/gantry-dev/gantry/scanner"
 	"github.com/gantry-dev/gantry/scanner/gate"
 	"github.com/gantry-dev/gantry/scanner/report"
@@ -99,7 +102,7 @@ func runScan(ctx context.Context, a *app, image, format, sbomPath string, mdLimi
 	case "json":
 		err = report.WriteJSON(a.stdout, res.Report, v)
 	case "sarif":
-		err = report.WriteSARIF(a.stdout, res.Report, v, version)
+		err = report.WriteSARIF(a.stdout, res.Report, v, version.Get().Version)
 	case "cyclonedx":
 		err = res.WriteCycloneDX(ctx, a.stdout)
 	case "markdown":

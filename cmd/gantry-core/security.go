@@ -1,3 +1,5 @@
+//go:build !gantry_role_admission && !gantry_role_build
+
 package main
 
 import (
@@ -10,14 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/auth"
 	"github.com/gantry-dev/gantry/auth/oidc"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/ratelimit"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
 	"github.com/gantry-dev/gantry/pipelines"
-	"github.com/gantry-dev/gantry/server"
 )
 
 // serverSecurityFlags adds `gantry serve`'s TLS flags and returns their keys.
@@ -48,23 +48,6 @@ type hardening struct {
 	certs *tlsreload.Reloader
 }
 
-// auditCertRotation records each serving-certificate rotation of rl (a
-// config reload that changes who the server claims to be).
-func auditCertRotation(rl *tlsreload.Reloader, rec *audit.Recorder, component string) {
-	if rl == nil {
-		return
-	}
-	rl.OnReload(func(ev tlsreload.Reloaded) {
-		rec.Record(context.Background(), audit.Event{
-			Time: time.Now().UTC(), Action: audit.ActionConfigReload, Actor: "gantry", Target: component + " tls certificate",
-			Outcome: "ok", Details: map[string]string{
-				"certFile": ev.CertFile, "subject": ev.Leaf.Subject.String(), "sha256": ev.SHA256,
-				"notAfter": ev.Leaf.NotAfter.UTC().Format(time.RFC3339),
-			},
-		})
-	})
-}
-
 // servingTLS is server.tls for every HTTP listener of gantry serve and
 // gantry worker: the reloading certificate, or nil, nil with
 // server.insecureHTTP (logged as a warning). Neither set: a usage error,
@@ -84,18 +67,6 @@ func servingTLS(a *app, command string) (*tls.Config, *tlsreload.Reloader, error
 	}
 	a.log.Warn("server.insecureHTTP is set: TLS must be terminated by a proxy in front of gantry " + command)
 	return nil, nil, nil
-}
-
-// listenerOptions are what every HTTP listener of gantry serve and gantry
-// worker shares: TLS (from servingTLS), the header cap and the timeouts of
-// the server section. Callers add their routes, readiness and metrics.
-func listenerOptions(a *app, tlsConf *tls.Config) server.Options {
-	s := a.cfg.Server
-	return server.Options{
-		TLS: tlsConf, InsecureHTTP: s.InsecureHTTP, MaxHeaderBytes: s.MaxHeaderBytes,
-		ReadHeaderTimeout: s.ReadHeaderTimeout, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
-		IdleTimeout: s.IdleTimeout, ShutdownTimeout: s.ShutdownTimeout, Logger: a.log,
-	}
 }
 
 func newHardening(a *app, reg prometheus.Registerer) (*hardening, error) {

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/cmdtable"
+)
+
+// roleExcludes are module path prefixes a role binary must not link: what
+// makes the role worth a binary of its own.
+var roleExcludes = map[string][]string{
+	cmdtable.RoleAdmission: {"github.com/aquasecurity/", "github.com/moby/buildkit/", "helm.sh/"},
+	cmdtable.RoleBuild:     {"github.com/aquasecurity/", "helm.sh/", "k8s.io/client-go/", "github.com/sigstore/"},
+}
+
+func TestRoleBinariesLinkOnlyTheirRole(t *testing.T) {
+	gobin := goTool(t)
+	for role, excluded := range roleExcludes {
+		out, err := exec.Command(gobin, "list", "-deps", "-tags", "gantry_role_"+role, ".").Output()
+		if err != nil {
+			t.Fatalf("go list -tags gantry_role_%s: %v", role, err)
+		}
+		for dep := range strings.Lines(string(out)) {
+			for _, x := range excluded {
+				if strings.HasPrefix(dep, x) {
+					t.Errorf("gantry-%s links %s", role, strings.TrimSpace(dep))
+				}
+			}
+		}
+	}
+}
+
+func goTool(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	return gobin
+}
+
+// The role binaries, built as make build builds them, answer for exactly
+// the commands the front's table gives them, with the help the table
+// holds; and the front, with them beside it, runs each command in its
+// role's binary.
+func TestRoleBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds three binaries")
+	}
+	gobin := goTool(t)
+	dir := t.TempDir()
+	build := func(out, pkg string, tags ...string) {
+		args := []string{"build", "-trimpath", "-o", filepath.Join(dir, out)}
+		if len(tags) > 0 {
+			args = append(args, "-tags", strings.Join(tags, ","))
+		}
+		cmd := exec.Command(gobin, append(args, pkg)...)
+		cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2", "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", out, err, b)
+		}
+	}
+	build("gantry", "../gantry")
+	for role := range roleExcludes {
+		build("gantry-"+role, ".", "gantry_role_"+role)
+	}
+	tabJSON, err := os.ReadFile(frontTablePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := cmdtable.Parse(tabJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runBin := func(bin string, stdin string, args ...string) (int, string, string) {
+		cmd := exec.Command(filepath.Join(dir, bin), args...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), out.String(), errb.String()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, out.String(), errb.String()
+	}
+	shared := map[string]bool{"": true, "version": true, "help": true, "completion": true}
+	for path, c := range tab.Commands {
+		top, _, _ := strings.Cut(path, " ")
+		for role := range roleExcludes {
+			code, out, stderr := runBin("gantry-"+role, "", append(strings.Fields(path), "--help")...)
+			switch {
+			case path == "":
+				// The root's help lists the role's commands only.
+				if code != 0 || !strings.Contains(out, "Usage:\n  gantry [command]") {
+					t.Errorf("gantry-%s --help: exit %d, %q", role, code, out)
+				}
+			case c.Role == role || shared[top]:
+				if code != 0 || out != c.Help {
+					t.Errorf("gantry-%s %s --help: exit %d, stderr %q; help equal to the table's: %v", role, path, code, stderr, out == c.Help)
+				}
+			default:
+				if code != 2 || !strings.Contains(stderr, `unknown command "`+top+`"`) {
+					t.Errorf("gantry-%s has %q (exit %d, stderr %q): it belongs to %s", role, path, code, stderr, c.Role)
+				}
+			}
+		}
+	}
+
+	// Through the front, with no gantry-core installed: each command runs
+	// in its role's binary, for real.
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"fn"},"spec":{"containers":[{"name":"c",
+"image":"registry.example/f@sha256:` + strings.Repeat("a", 64) + `","securityContext":{"runAsNonRoot":true,
+"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}}]}}`
+	code, out, stderr := runBin("gantry", pod, "policy", "check", "-f", "-", "--offline", "-o", "json")
+	var res struct{ Allowed bool }
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || !res.Allowed {
+		t.Errorf("gantry policy check: exit %d, %q, stderr %q (%v)", code, out, stderr, err)
+	}
+	root := strings.Replace(pod, `"runAsNonRoot":true`, `"runAsUser":0`, 1)
+	if code, out, _ := runBin("gantry", root, "policy", "check", "-f", "-", "--offline"); code != 1 || !strings.Contains(out, "deny") {
+		t.Errorf("gantry policy check, root container: exit %d, %q", code, out)
+	}
+	if code, out, _ := runBin("gantry", "FROM scratch\nCOPY x /x\n", "lint", "-", "--output", "json"); code != 1 || !strings.Contains(out, "gantry-root-user") {
+		t.Errorf("gantry lint: exit %d, %q", code, out)
+	}
+	// A command neither role has, with no gantry-core: exit 2, naming it.
+	if code, _, stderr := runBin("gantry", "", "scan", "img"); code != 2 || !strings.Contains(stderr, "gantry-core, which is not installed") {
+		t.Errorf("gantry scan without gantry-core: exit %d, %q", code, stderr)
+	}
+}

@@ -1,0 +1,18 @@
+package version
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestString(t *testing.T) {
+	i := Info{Version: "v1.2.3", Commit: "abc1234", GoVersion: "go1.26.8", Platform: "linux/amd64"}
+	if got, want := i.String(), "gantry v1.2.3 (commit abc1234, go1.26.8, linux/amd64)"; got != want {
+		t.Fatalf("String() = %q, want %q", got, want)
+	}
+	g := Get()
+	if g.GoVersion != runtime.Version() || !strings.Contains(g.Platform, runtime.GOARCH) {
+		t.Fatalf("Get() = %+v: not this build's toolchain and platform", g)
+	}
+}
