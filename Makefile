@@ -72,12 +72,12 @@ fuzz:
 
 ## bench: every benchmark program under hack/bench, against the test environment.
 ## Each prints a table and one JSON line per figure (value, baseline, ratio,
-## target, met); the gantry binary it measures is built first (bin/gantry).
+## target, met); the binaries it measures are built first (make build).
 ## BENCH=scan runs one.
-BENCH ?= admission build scan pipeline verify webhooks
+BENCH ?= admission build scan pipeline startup verify webhooks
 bench: build testenv-up
 	@for b in $(BENCH); do echo "==> hack/bench/$$b"; \
-	  case $$b in build|scan|pipeline|verify) args="-gantry $(BIN)/gantry";; *) args="";; esac; \
+	  case $$b in build|scan|pipeline|startup|verify) args="-gantry $(BIN)/gantry";; *) args="";; esac; \
 	  $(GO) run ./hack/bench/$$b $$args || exit 1; done
 
 clean:
