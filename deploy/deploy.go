@@ -19,9 +19,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gantry-dev/gantry/config"
+	"github.com/gantry-dev/gantry/internal/kubeconfig"
 )
 
 // FieldManager owns every field Gantry applies.
@@ -86,21 +86,10 @@ func New(cfg config.Deploy, rc *rest.Config) (*Deployer, error) {
 
 // RESTConfig loads the client configuration: the kubeconfig file when one is
 // named, else in-cluster credentials, else $KUBECONFIG or ~/.kube/config.
-func RESTConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("deploy: kubeconfig %s: %w", kubeconfig, err)
-		}
-		return rc, nil
-	}
-	if rc, err := rest.InClusterConfig(); err == nil {
-		return rc, nil
-	}
-	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+func RESTConfig(file string) (*rest.Config, error) {
+	rc, err := kubeconfig.Load(file)
 	if err != nil {
-		return nil, fmt.Errorf("deploy: no in-cluster credentials and no usable kubeconfig (set deploy.kubeconfig or $KUBECONFIG): %w", err)
+		return nil, fmt.Errorf("deploy: %w", err)
 	}
 	return rc, nil
 }

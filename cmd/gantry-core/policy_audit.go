@@ -15,7 +15,7 @@ import (
 	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/admission/clusteraudit"
 	"github.com/gantry-dev/gantry/config"
-	"github.com/gantry-dev/gantry/deploy"
+	"github.com/gantry-dev/gantry/internal/kubeconfig"
 )
 
 // newPolicyAuditCmd is `gantry policy audit`.
@@ -100,7 +100,7 @@ func auditOptions(cfg *config.Config, ac config.AdmissionAudit) clusteraudit.Opt
 // auditClient is the API client of the audit, every request bounded by
 // admission.audit.requestTimeout.
 func auditClient(ac config.AdmissionAudit) (dynamic.Interface, error) {
-	rc, err := deploy.RESTConfig(ac.Kubeconfig)
+	rc, err := kubeconfig.Load(ac.Kubeconfig)
 	if err != nil {
 		return nil, err
 	}
