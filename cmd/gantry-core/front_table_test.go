@@ -6,12 +6,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/cmdtable"
 )
 
@@ -75,6 +77,11 @@ func frontTable(t *testing.T) []byte {
 		}
 	}
 	walk(root)
+	tab.ConfigEnv = []string{"GANTRY_CONFIG"}
+	for name := range config.EnvNames() {
+		tab.ConfigEnv = append(tab.ConfigEnv, name)
+	}
+	slices.Sort(tab.ConfigEnv)
 	b, err := json.MarshalIndent(tab, "", "  ")
 	if err != nil {
 		t.Fatal(err)

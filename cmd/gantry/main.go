@@ -74,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer, env []string, exec execFunc) i
 		fmt.Fprint(stdout, tab.Commands[r.Path].Help)
 		return exitOK
 	}
-	if r.Certain && r.Path == "version" && len(r.Args) == 0 && !readsConfig(r, env) {
+	if r.Certain && r.Path == "version" && len(r.Args) == 0 && !readsConfig(tab, r, env) {
 		if err := printVersion(stdout, r); err == nil {
 			return exitOK
 		}
@@ -96,21 +96,16 @@ func run(args []string, stdout, stderr io.Writer, env []string, exec execFunc) i
 }
 
 // readsConfig reports whether a role binary would read configuration for
-// this command line (a file, or GANTRY_* variables, which it validates:
-// `gantry version` with a broken configuration fails there, and must fail
-// the same way here).
-func readsConfig(r cmdtable.Route, env []string) bool {
+// this command line: a file, or a GANTRY_* variable of a configuration key,
+// which it validates. `gantry version` with a broken configuration fails
+// there, and must fail the same way here.
+func readsConfig(tab *cmdtable.Table, r cmdtable.Route, env []string) bool {
 	for _, f := range r.Flags {
 		if f.Name == "--config" || strings.HasPrefix(f.Name, "--log-") {
 			return true
 		}
 	}
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "GANTRY_") {
-			return true
-		}
-	}
-	return false
+	return tab.ReadsConfig(env)
 }
 
 func printVersion(w io.Writer, r cmdtable.Route) error {

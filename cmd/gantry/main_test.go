@@ -130,6 +130,7 @@ func TestRolesRunInPlaceOfTheFront(t *testing.T) {
 		// broken one fails the same way.
 		{[]string{"version", "--config", "c.yaml"}, nil, "core version --config c.yaml"},
 		{[]string{"version"}, []string{"GANTRY_LOG_FORMAT=xml"}, "core version"},
+		{[]string{"version"}, []string{"GANTRY_CONFIG=c.yaml"}, "core version"},
 		{[]string{"version", "-o", "yaml"}, nil, "core version -o yaml"},
 	} {
 		code, out, stderr := runFront(t, bin, append(env, tc.env...), tc.args...)
@@ -137,7 +138,11 @@ func TestRolesRunInPlaceOfTheFront(t *testing.T) {
 			t.Errorf("gantry %s: exit %d, stdout %q (want %q), stderr %q", strings.Join(tc.args, " "), code, out, tc.want, stderr)
 		}
 	}
-	// Help and version never start a role binary.
+	// Help and version never start a role binary, whatever GANTRY_*
+	// variables that are no configuration key say.
+	if code, out, _ := runFront(t, bin, append(env, "GANTRY_TESTENV=/x"), "version"); code != 0 || !strings.HasPrefix(out, "gantry ") {
+		t.Errorf("version with GANTRY_TESTENV set: exit %d, %q", code, out)
+	}
 	if code, out, _ := runFront(t, bin, env, "verify", "--help"); code != 0 || !strings.Contains(out, "Usage:\n  gantry verify IMAGE") {
 		t.Errorf("verify --help: exit %d, %q", code, out)
 	}

@@ -31,6 +31,9 @@ type Table struct {
 	// Commands by path: the words after "gantry" joined by one space;
 	// "" is the root.
 	Commands map[string]Command `json:"commands"`
+	// ConfigEnv are the environment variables the commands read
+	// configuration from (GANTRY_CONFIG and one per configuration key).
+	ConfigEnv []string `json:"configEnv"`
 }
 
 // Command is one node of the tree.
@@ -54,6 +57,9 @@ func Parse(b []byte) (*Table, error) {
 	}
 	if _, ok := t.Commands[""]; !ok {
 		return nil, fmt.Errorf("command table: no root command")
+	}
+	if !slices.IsSorted(t.ConfigEnv) {
+		return nil, fmt.Errorf("command table: configEnv is not sorted")
 	}
 	for path, c := range t.Commands {
 		switch c.Role {
@@ -167,6 +173,18 @@ func (t *Table) helpTopic(words []string) Route {
 		r.Path = child
 	}
 	return r
+}
+
+// ReadsConfig reports whether env (KEY=VALUE entries) sets a variable the
+// commands read configuration from.
+func (t *Table) ReadsConfig(env []string) bool {
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, ok := slices.BinarySearch(t.ConfigEnv, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Role is the role binary that implements path.
