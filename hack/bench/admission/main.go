@@ -175,7 +175,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 		coldReqs += float64(n) / float64(half)
 		coldTrips += float64(trips) / float64(half)
 		// The first review is the webhook's first contact with the
-		// registry (a ping to learn its auth); the others are not.
+		// registry; the others are not.
 		if i == 0 {
 			firstTrips = float64(trips)
 		} else {
@@ -296,7 +296,13 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 	if err := rep.Bound(trips, "<=2"); err != nil {
 		return err
 	}
-	rep.Add(report.Figure{Name: "cold review registry round trips, first review (registry not yet contacted)", Kind: report.InProcess, Value: firstTrips, Unit: "round trips", Samples: 1})
+	// The registry (the proxy) is in registry.insecure and needs no
+	// credentials: its scheme and auth are known, so the very first review
+	// pays no ping either.
+	first := rep.Add(report.Figure{Name: "cold review registry round trips, first review (registry not yet contacted)", Kind: report.InProcess, Value: firstTrips, Unit: "round trips", Samples: 1})
+	if err := rep.Bound(first, "<=2"); err != nil {
+		return err
+	}
 	rep.Add(report.Figure{Name: "cold review registry round trips per image, registry already contacted", Kind: report.InProcess, Value: round1(laterTrips), Unit: "round trips", Samples: half - 1})
 	rep.Duration("cosign verify process per image p50", report.Process, pct(cosignLat, 50), len(cosignLat))
 	fmt.Printf("ratio cold review / cosign library = %.2fx (target <= 1.0); registry round trips per cold review %.1f (target <= 2): %.0f for the first review, %.1f for the others\n\n",
