@@ -65,7 +65,7 @@ fuzz:
 ## Each prints a table and one JSON line per figure (value, baseline, ratio,
 ## target, met); the gantry binary it measures is built first (bin/gantry).
 ## BENCH=scan runs one.
-BENCH ?= admission build scan pipeline verify webhooks
+BENCH ?= admission apiserver build scan pipeline verify webhooks
 bench: build testenv-up
 	@for b in $(BENCH); do echo "==> hack/bench/$$b"; \
 	  case $$b in build|scan|pipeline|verify) args="-gantry $(BIN)/gantry";; *) args="";; esac; \
