@@ -159,12 +159,14 @@ func run(n, rounds, warmup int) error {
 	// calls counts the reviews the API server sends, so each case is
 	// checked to be what it says: no call without the webhook, one per
 	// create with it.
-	var calls atomic.Int64
+	// lastReview is the time the webhook took for its last review, to
+	// tell the webhook's own time from the API server's cost of calling it.
+	var calls, lastReview atomic.Int64
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
 		served <- webhook.Serve(sctx, ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}},
-			counted(&calls, webhook.New(eval, webhook.Options{MaxBodyBytes: cfg.Admission.MaxBodyBytes})), nil)
+			counted(&calls, &lastReview, webhook.New(eval, webhook.Options{MaxBodyBytes: cfg.Admission.MaxBodyBytes})), nil)
 	}()
 	defer func() {
 		stop()
@@ -256,7 +258,7 @@ func run(n, rounds, warmup int) error {
 	// registered, warm (2) and cold (3) alternating; the registration is
 	// removed before the next round. Drift in the machine's load falls on
 	// every case alike.
-	var none, warm, cold []time.Duration
+	var none, warm, cold, warmSrv, coldSrv []time.Duration
 	coldNext := 0
 	per := (n + rounds - 1) / rounds
 	fmt.Printf("%d Pod CREATEs per case in %d rounds (no webhook, then webhook warm/cold alternating) …\n", n, rounds)
@@ -291,12 +293,19 @@ func run(n, rounds, warmup int) error {
 		}
 		before = calls.Load()
 		for range k {
-			d, err := timed([]string{warmImg, coldImgs[coldNext]})
+			dw, err := create(warmImg, false)
 			if err != nil {
-				return err
+				return fmt.Errorf("creating a Pod with %s: %w", warmImg, err)
 			}
+			sw := time.Duration(lastReview.Load())
+			dc, err := create(coldImgs[coldNext], false)
+			if err != nil {
+				return fmt.Errorf("creating a Pod with %s: %w", coldImgs[coldNext], err)
+			}
+			sc := time.Duration(lastReview.Load())
 			coldNext++
-			warm, cold = append(warm, d[0]), append(cold, d[1])
+			warm, cold = append(warm, dw), append(cold, dc)
+			warmSrv, coldSrv = append(warmSrv, sw), append(coldSrv, sc)
 		}
 		if c := calls.Load() - before; c < int64(2*k) {
 			return fmt.Errorf("round %d: the webhook was called %d times for %d creates", r, c, 2*k)
@@ -312,8 +321,10 @@ func run(n, rounds, warmup int) error {
 	fmt.Printf("no webhook:          n=%d p50=%s p99=%s\n", len(none), pct(none, 50), pct(none, 99))
 	fmt.Printf("webhook, warm digest: n=%d p50=%s p99=%s (added p50 %s, p99 %s)\n", len(warm), pct(warm, 50), pct(warm, 99),
 		pct(warm, 50)-pct(none, 50), pct(warm, 99)-pct(none, 99))
-	fmt.Printf("webhook, cold digest: n=%d p50=%s p99=%s (added p50 %s, p99 %s)\n\n", len(cold), pct(cold, 50), pct(cold, 99),
+	fmt.Printf("webhook, cold digest: n=%d p50=%s p99=%s (added p50 %s, p99 %s)\n", len(cold), pct(cold, 50), pct(cold, 99),
 		pct(cold, 50)-pct(none, 50), pct(cold, 99)-pct(none, 99))
+	fmt.Printf("in the webhook server: warm review p50=%s p99=%s, cold review p50=%s p99=%s\n\n",
+		pct(warmSrv, 50), pct(warmSrv, 99), pct(coldSrv, 50), pct(coldSrv, 99))
 
 	// All three are requests to a running API server from this program:
 	// in-process figures, compared with each other only.
@@ -335,14 +346,25 @@ func run(n, rounds, warmup int) error {
 			rep.Duration(fmt.Sprintf("added by the webhook, %s, p%d", c.label, q.p), report.InProcess, pct(c.d, q.p)-pct(none, q.p), len(c.d))
 		}
 	}
+	for _, c := range []struct {
+		label string
+		d     []time.Duration
+	}{{"warm", warmSrv}, {"cold", coldSrv}} {
+		for _, p := range []int{50, 99} {
+			rep.Duration(fmt.Sprintf("time in the webhook server, %s review, p%d", c.label, p), report.InProcess, pct(c.d, p), len(c.d))
+		}
+	}
 	return rep.WriteJSON(os.Stdout)
 }
 
-// counted counts the requests h serves.
-func counted(n *atomic.Int64, h http.Handler) http.Handler {
+// counted counts the requests h serves and records how long the last took
+// (from its body read to its answer written).
+func counted(n, last *atomic.Int64, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
+		start := time.Now()
 		h.ServeHTTP(w, r)
+		last.Store(int64(time.Since(start)))
 	})
 }
 
