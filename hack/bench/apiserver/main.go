@@ -152,10 +152,13 @@ func run(n, rounds, warmup int) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	// Connections the API server opens to the webhook: few when it keeps
+	// them, one per create when it does not.
+	ln := &countingListener{Listener: tcp}
 	// calls counts the reviews the API server sends, so each case is
 	// checked to be what it says: no call without the webhook, one per
 	// create with it.
@@ -323,8 +326,8 @@ func run(n, rounds, warmup int) error {
 		pct(warm, 50)-pct(none, 50), pct(warm, 99)-pct(none, 99))
 	fmt.Printf("webhook, cold digest: n=%d p50=%s p99=%s (added p50 %s, p99 %s)\n", len(cold), pct(cold, 50), pct(cold, 99),
 		pct(cold, 50)-pct(none, 50), pct(cold, 99)-pct(none, 99))
-	fmt.Printf("in the webhook server: warm review p50=%s p99=%s, cold review p50=%s p99=%s\n\n",
-		pct(warmSrv, 50), pct(warmSrv, 99), pct(coldSrv, 50), pct(coldSrv, 99))
+	fmt.Printf("in the webhook server: warm review p50=%s p99=%s, cold review p50=%s p99=%s; %d connections accepted from the API server for %d reviews\n\n",
+		pct(warmSrv, 50), pct(warmSrv, 99), pct(coldSrv, 50), pct(coldSrv, 99), ln.accepted.Load(), calls.Load())
 
 	// All three are requests to a running API server from this program:
 	// in-process figures, compared with each other only.
@@ -354,7 +357,23 @@ func run(n, rounds, warmup int) error {
 			rep.Duration(fmt.Sprintf("time in the webhook server, %s review, p%d", c.label, p), report.InProcess, pct(c.d, p), len(c.d))
 		}
 	}
+	rep.Add(report.Figure{Name: "connections accepted by the webhook from the API server", Kind: report.InProcess,
+		Value: float64(ln.accepted.Load()), Unit: "connections", Samples: int(calls.Load())})
 	return rep.WriteJSON(os.Stdout)
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
 }
 
 // counted counts the requests h serves and records how long the last took
