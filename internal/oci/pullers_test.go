@@ -317,3 +317,25 @@ func TestRepoOfPath(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRepoOfPath: whatever the path, the repository is "" or a proper
+// prefix of the path after /v2/, followed by one of the API's segments.
+func FuzzRepoOfPath(f *testing.F) {
+	for _, s := range []string{"/v2/a/manifests/x", "/v2/a/b/blobs/sha256:0", "/v2/", "/v2//manifests/", "/token", "/v2/a/referrers/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		r := repoOfPath(p)
+		if r == "" {
+			return
+		}
+		rest := strings.TrimPrefix(p, "/v2/")
+		if !strings.HasPrefix(p, "/v2/") || !strings.HasPrefix(rest, r) || len(r) >= len(rest) {
+			t.Fatalf("repoOfPath(%q) = %q", p, r)
+		}
+		tail := rest[len(r):]
+		if !slices.ContainsFunc([]string{"/manifests/", "/blobs/", "/referrers/", "/tags/"}, func(s string) bool { return strings.HasPrefix(tail, s) }) {
+			t.Fatalf("repoOfPath(%q) = %q, followed by %q", p, r, tail)
+		}
+	})
+}
