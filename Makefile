@@ -74,7 +74,7 @@ fuzz:
 ## Each prints a table and one JSON line per figure (value, baseline, ratio,
 ## target, met); the binaries it measures are built first (make build).
 ## BENCH=scan runs one.
-BENCH ?= admission build scan pipeline startup verify webhooks
+BENCH ?= admission apiserver build scan pipeline startup verify webhooks
 bench: build testenv-up
 	@for b in $(BENCH); do echo "==> hack/bench/$$b"; \
 	  case $$b in build|scan|pipeline|startup|verify) args="-gantry $(BIN)/gantry";; *) args="";; esac; \

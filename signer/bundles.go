@@ -92,7 +92,7 @@ func (s *bundleSource) list(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.reg.Timeout())
 	defer cancel()
-	p, err := s.pl.get(s.d.Context().String())
+	p, err := s.pl.get(s.d.Context())
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (s *bundleSource) fetch(ctx context.Context, descs []v1.Descriptor) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.reg.Timeout())
 	defer cancel()
-	p, err := s.pl.get(s.d.Context().String())
+	p, err := s.pl.get(s.d.Context())
 	if err != nil {
 		return err
 	}

@@ -179,7 +179,7 @@ func fetchAttachmentsWith(ctx context.Context, reg *goci.Client, pl *pullers, d 
 	if pl == nil {
 		pl = newPullers(reg)
 	}
-	p, err := pl.get(d.Context().String())
+	p, err := pl.get(d.Context())
 	if err != nil {
 		return nil, err
 	}

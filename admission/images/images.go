@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,16 +71,13 @@ type Inspector struct {
 	calls   atomic.Int64
 	userTTL time.Duration
 
-	// puller keeps one authenticated transport per repository, so a new
+	// pullers keep one authenticated transport per repository, so a new
 	// digest of a known repository costs two requests (manifest, config)
-	// rather than a registry ping and token exchange as well. It is
-	// replaced after maxRepos repositories to stay bounded.
-	pullerMu sync.Mutex
-	puller   *remote.Puller
-	repos    map[string]bool
+	// rather than a registry ping and token exchange as well; a registry
+	// whose scheme and auth are declared is not pinged at all (see
+	// oci.Client.Declared).
+	pullers *oci.Pullers
 }
-
-const maxRepos = 1000
 
 // Options tune an Inspector.
 type Options struct {
@@ -98,8 +94,8 @@ func New(reg *oci.Client, o Options) *Inspector {
 		o.MaxEntries = 10000
 	}
 	return &Inspector{
-		repos:   map[string]bool{},
 		reg:     reg,
+		pullers: reg.NewPullers(),
 		users:   cache.NewLRUExpireCache(o.MaxEntries),
 		tags:    cache.NewLRUExpireCache(o.MaxEntries),
 		tagTTL:  o.TagTTL,
@@ -107,21 +103,9 @@ func New(reg *oci.Client, o Options) *Inspector {
 	}
 }
 
-// pullerFor returns the shared puller, renewed when it has seen too many
-// repositories.
-func (i *Inspector) pullerFor(repo string) (*remote.Puller, error) {
-	i.pullerMu.Lock()
-	defer i.pullerMu.Unlock()
-	if i.puller == nil || (!i.repos[repo] && len(i.repos) >= maxRepos) {
-		// The puller's own context only seeds it; each call passes its own.
-		p, err := remote.NewPuller(i.reg.RemoteOptions(context.Background())...)
-		if err != nil {
-			return nil, err
-		}
-		i.puller, i.repos = p, map[string]bool{}
-	}
-	i.repos[repo] = true
-	return i.puller, nil
+// pullerFor returns the puller for repo.
+func (i *Inspector) pullerFor(repo name.Repository) (*remote.Puller, error) {
+	return i.pullers.Get(repo)
 }
 
 // RegistryCalls is the number of registry round trips made so far.
@@ -144,7 +128,7 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference) (name.Diges
 			return v, nil
 		}
 		i.calls.Add(1)
-		p, err := i.pullerFor(ref.Context().Name())
+		p, err := i.pullerFor(ref.Context())
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +175,7 @@ func (i *Inspector) Users(ctx context.Context, d name.Digest) ([]User, error) {
 
 func (i *Inspector) fetchUsers(ctx context.Context, d name.Digest) ([]User, error) {
 	i.calls.Add(1)
-	p, err := i.pullerFor(d.Context().Name())
+	p, err := i.pullerFor(d.Context())
 	if err != nil {
 		return nil, err
 	}

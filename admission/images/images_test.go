@@ -4,7 +4,11 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -66,5 +70,55 @@ func TestUsersCachedAndSingleFlight(t *testing.T) {
 	missing, _ := reg.ParseDigest(host + "/x/y@sha256:" + strings.Repeat("0", 64))
 	if _, err := ins.Users(context.Background(), missing); err == nil {
 		t.Fatal("missing image read")
+	}
+}
+
+// The first read of a registry in registry.insecure with no credentials
+// is the reads alone: its scheme and auth are known, so there is no /v2/
+// ping before them (issue 16: two round trips for a cold review).
+func TestFirstReadMakesNoPing(t *testing.T) {
+	var mu sync.Mutex
+	var reqs []string
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reqs = append(reqs, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	authDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(authDir, "config.json"), []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := oci.New(config.Registry{Insecure: []string{host}, AuthDir: authDir, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := random.Image(64, 1)
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Config.User = "linux", "1000"
+	img, _ = mutate.ConfigFile(img, cf)
+	ref, _ := reg.ParseReference(host + "/x/y:v1")
+	if err := remote.Write(ref, img, reg.RemoteOptions(context.Background())...); err != nil {
+		t.Fatal(err)
+	}
+	h2, _ := img.Digest()
+	d, err := reg.ParseDigest(host + "/x/y@" + h2.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	reqs = nil
+	mu.Unlock()
+	if _, err := New(reg, Options{}).Users(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reqs) != 2 || slices.Contains(reqs, "GET /v2/") {
+		t.Fatalf("first read: %d requests, want 2 (manifest, config) and no ping:\n%s", len(reqs), strings.Join(reqs, "\n"))
 	}
 }

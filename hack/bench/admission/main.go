@@ -4,11 +4,11 @@
 // signature verification against the registry, every registry request
 // counted by a proxy), compared with cosign's own library verifying a
 // never-seen image in process (target: cold review ≤ 1.0× it, ≤ 2 registry
-// round trips per image); `cosign verify` per image is reported as a process
-// figure. Table and JSON lines. It needs the test environment (hack/testenv
+// round trips per image, the very first review of a fresh webhook too);
+// `cosign verify` per image is reported as a process figure. Table and JSON lines. It needs the test environment (hack/testenv
 // up) for the registry and the cosign binary:
 //
-//	go run ./hack/bench/admission [-rate 1000] [-duration 5s] [-cold 20]
+//	go run ./hack/bench/admission [-rate 1000] [-duration 5s] [-cold 20] [-first 5]
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -52,14 +53,15 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "warm phase length")
 	cold := flag.Int("cold", 20, "number of never-seen images for the cold phase")
 	cosignRuns := flag.Int("cosign", 5, "number of `cosign verify` runs to compare with")
+	firstN := flag.Int("first", 5, "number of fresh webhooks whose very first review is counted")
 	flag.Parse()
-	if err := run(*rate, *duration, *cold, *cosignRuns); err != nil {
+	if err := run(*rate, *duration, *cold, *cosignRuns, *firstN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
 }
 
-func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
+func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error {
 	env, err := testenv.Open()
 	if err != nil {
 		return err
@@ -82,9 +84,9 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 		return err
 	}
 	repo := fmt.Sprintf("%s/bench-admission-%d", env.Registry, time.Now().UnixNano())
-	fmt.Printf("pushing and signing %d images in %s …\n", coldN+1, repo)
+	fmt.Printf("pushing and signing %d images in %s …\n", coldN+1+firstN, repo)
 	var imgs []string
-	for i := 0; i <= coldN; i++ {
+	for i := 0; i <= coldN+firstN; i++ {
 		// Successive builds of one function: new digests in one repository.
 		img, err := push(repo+"/fn", fmt.Sprintf("b%d", i))
 		if err != nil {
@@ -95,6 +97,9 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 		}
 		imgs = append(imgs, img)
 	}
+	// The last firstN images are for the very first reviews of fresh
+	// webhooks.
+	imgs, firstImgs := imgs[:coldN+1], imgs[coldN+1:]
 	// Every registry request of the cold phase goes through a counting
 	// proxy, so the round trips per review are measured, not assumed.
 	proxy, err := startCountingProxy(env.Registry)
@@ -175,12 +180,40 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 		coldReqs += float64(n) / float64(half)
 		coldTrips += float64(trips) / float64(half)
 		// The first review is the webhook's first contact with the
-		// registry (a ping to learn its auth); the others are not.
+		// registry; the others are not. (One sample; the figure below
+		// is the median over fresh webhooks.)
 		if i == 0 {
 			firstTrips = float64(trips)
 		} else {
 			laterTrips += float64(trips) / float64(half-1)
 		}
+	}
+
+	// The very first review of a fresh webhook (a new evaluator, so new
+	// registry clients): its first contact with the registry. The proxy is
+	// in registry.insecure and needs no credentials, so its scheme and auth
+	// are known and no ping is sent. Counted over firstN fresh webhooks
+	// (a wave count of one review is sensitive to scheduling on a loaded
+	// machine), the median reported.
+	var firstTripsAll []int
+	for _, img := range firstImgs {
+		e, err := admission.Build(cfg, admission.BuildOptions{})
+		if err != nil {
+			return err
+		}
+		h := webhook.New(e, webhook.Options{})
+		proxy.reset()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(review(viaProxy(img)))))
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
+			return fmt.Errorf("first review of %s: HTTP %d: %s", img, rec.Code, rec.Body.Bytes())
+		}
+		_, trips := proxy.stats()
+		firstTripsAll = append(firstTripsAll, trips)
+	}
+	if len(firstTripsAll) > 0 {
+		slices.Sort(firstTripsAll)
+		firstTrips = float64(firstTripsAll[len(firstTripsAll)/2])
 	}
 
 	// The in-process baseline: cosign's own library verifying a
@@ -296,11 +329,14 @@ func run(rate int, duration time.Duration, coldN, cosignRuns int) error {
 	if err := rep.Bound(trips, "<=2"); err != nil {
 		return err
 	}
-	rep.Add(report.Figure{Name: "cold review registry round trips, first review (registry not yet contacted)", Kind: report.InProcess, Value: firstTrips, Unit: "round trips", Samples: 1})
+	first := rep.Add(report.Figure{Name: "cold review registry round trips, first review (registry not yet contacted)", Kind: report.InProcess, Value: firstTrips, Unit: "round trips", Samples: len(firstTripsAll)})
+	if err := rep.Bound(first, "<=2"); err != nil {
+		return err
+	}
 	rep.Add(report.Figure{Name: "cold review registry round trips per image, registry already contacted", Kind: report.InProcess, Value: round1(laterTrips), Unit: "round trips", Samples: half - 1})
 	rep.Duration("cosign verify process per image p50", report.Process, pct(cosignLat, 50), len(cosignLat))
-	fmt.Printf("ratio cold review / cosign library = %.2fx (target <= 1.0); registry round trips per cold review %.1f (target <= 2): %.0f for the first review, %.1f for the others\n\n",
-		*cold.Ratio, coldTrips, firstTrips, laterTrips)
+	fmt.Printf("ratio cold review / cosign library = %.2fx (target <= 1.0); registry round trips per cold review %.1f (target <= 2): %.0f for the first review of a fresh webhook (median of %v), %.1f for the others\n\n",
+		*cold.Ratio, coldTrips, firstTrips, firstTripsAll, laterTrips)
 	return rep.WriteJSON(os.Stdout)
 }
 
