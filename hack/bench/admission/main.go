@@ -44,8 +44,8 @@ import (
 	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/hack/bench/internal/report"
+	"github.com/gantry-dev/gantry/hack/bench/internal/webhookrig"
 	"github.com/gantry-dev/gantry/internal/testenv"
-	"github.com/gantry-dev/gantry/internal/tlsreload"
 )
 
 func main() {
@@ -118,33 +118,16 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 	cfg.Registry.Insecure = []string{env.Registry, proxy.host}
 	cfg.Registry.Timeout = 5 * time.Second
 	cfg.Admission.SignerPolicy = policy
-	eval, err := admission.Build(cfg, admission.BuildOptions{})
+	rig, err := webhookrig.Start(cfg, webhookrig.Options{})
 	if err != nil {
 		return err
 	}
-	caPEM, certPEM, keyPEM, err := tlsreload.Generate([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		return err
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		_ = webhook.Serve(ctx, ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}},
-			webhook.New(eval, webhook.Options{}), nil)
-	}()
+	defer rig.Close()
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
+	pool.AppendCertsFromPEM(rig.CAPEM)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
-	hookURL := "https://" + ln.Addr().String() + "/validate"
+	hookURL := rig.URL
 	send := func(image string) (time.Duration, error) {
 		body := review(image)
 		start := time.Now()

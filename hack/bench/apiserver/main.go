@@ -29,7 +29,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,14 +53,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/gantry-dev/gantry/admission"
-	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/hack/bench/internal/report"
+	"github.com/gantry-dev/gantry/hack/bench/internal/webhookrig"
 	"github.com/gantry-dev/gantry/internal/chart"
 	goci "github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/internal/testenv"
-	"github.com/gantry-dev/gantry/internal/tlsreload"
 	"github.com/gantry-dev/gantry/signer"
 )
 
@@ -140,40 +137,24 @@ func run(n, rounds, warmup int) error {
 	cfg.Registry.Insecure = []string{env.Registry}
 	cfg.Registry.Timeout = 5 * time.Second
 	cfg.Admission.SignerPolicy = policy
-	eval, err := admission.Build(cfg, admission.BuildOptions{})
-	if err != nil {
-		return err
-	}
-	caPEM, certPEM, keyPEM, err := tlsreload.Generate([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		return err
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return err
-	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
 	// Connections the API server opens to the webhook: few when it keeps
 	// them, one per create when it does not.
-	ln := &countingListener{Listener: tcp}
+	var ln *countingListener
 	// calls counts the reviews the API server sends, so each case is
 	// checked to be what it says: no call without the webhook, one per
 	// create with it.
 	// lastReview is the time the webhook took for its last review, to
 	// tell the webhook's own time from the API server's cost of calling it.
 	var calls, lastReview atomic.Int64
-	sctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		served <- webhook.Serve(sctx, ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}},
-			counted(&calls, &lastReview, webhook.New(eval, webhook.Options{MaxBodyBytes: cfg.Admission.MaxBodyBytes})), nil)
-	}()
+	rig, err := webhookrig.Start(cfg, webhookrig.Options{
+		Listener: func(l net.Listener) net.Listener { ln = &countingListener{Listener: l}; return ln },
+		Handler:  func(h http.Handler) http.Handler { return counted(&calls, &lastReview, h) },
+	})
+	if err != nil {
+		return err
+	}
 	defer func() {
-		stop()
-		if err := <-served; err != nil {
+		if err := rig.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: webhook server:", err)
 		}
 	}()
@@ -231,7 +212,7 @@ func run(n, rounds, warmup int) error {
 	if err != nil {
 		return err
 	}
-	vwc, err := chart.WebhookAt(root, "gantry-bench-"+id, []string{ns}, "https://"+ln.Addr().String()+"/validate", caPEM)
+	vwc, err := chart.WebhookAt(root, "gantry-bench-"+id, []string{ns}, rig.URL, rig.CAPEM)
 	if err != nil {
 		return err
 	}
