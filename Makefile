@@ -14,7 +14,7 @@ BIN     := $(CURDIR)/bin
 TEST_TIMEOUT ?= 30m
 PKGS ?= ./...
 
-.PHONY: all build test test-short test-integration lint fmt vet staticcheck demo testenv-up testenv-down testenv-status fuzz bench clean
+.PHONY: all build test test-run test-short test-integration lint fmt vet staticcheck demo testenv-up testenv-down testenv-status fuzz bench clean
 
 all: build
 
@@ -22,8 +22,15 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry ./cmd/gantry
 
 ## test: the whole suite, as CI runs it: start the test environment, lint, all tests.
-test: testenv-up lint
-	$(GO) test -timeout $(TEST_TIMEOUT) $(PKGS)
+## Lint runs beside the tests (they mostly wait on daemons and child
+## processes), and TEST_PARALLEL tests marked t.Parallel run at once in a
+## package (go's default is the core count, 2 here, too few for waiting tests).
+TEST_PARALLEL ?= 4
+test: testenv-up
+	@$(MAKE) --no-print-directory -j2 lint test-run
+
+test-run:
+	$(GO) test -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## test-short: unit tests only (no daemons needed).
 test-short:
