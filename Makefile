@@ -60,7 +60,7 @@ testenv-status:
 ## demo: start the test environment and run the demo (see README). It
 ## installs only what the demo needs (hack/testenv up demo); make test adds
 ## the test-only tools.
-demo: build
+demo:
 	hack/demo
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s).
