@@ -15,7 +15,7 @@ BIN     := $(CURDIR)/bin
 TEST_TIMEOUT ?= 30m
 PKGS ?= ./...
 
-.PHONY: all build test test-short test-integration lint fmt vet staticcheck demo testenv-up testenv-down testenv-status fuzz bench clean
+.PHONY: all build test test-run test-short test-integration lint fmt vet staticcheck demo testenv-up testenv-down testenv-status fuzz bench clean
 
 all: build
 
@@ -31,8 +31,15 @@ build:
 	  $(GO) build -trimpath -tags gantry_role_$$r -ldflags "$(LDFLAGS)" -o $(BIN)/gantry-$$r ./cmd/gantry-core || exit 1; done
 
 ## test: the whole suite, as CI runs it: start the test environment, lint, all tests.
-test: testenv-up lint
-	$(GO) test -timeout $(TEST_TIMEOUT) $(PKGS)
+## Lint runs beside the tests (they mostly wait on daemons and child
+## processes), and TEST_PARALLEL tests marked t.Parallel run at once in a
+## package (go's default is the core count, 2 here, too few for waiting tests).
+TEST_PARALLEL ?= 4
+test: testenv-up
+	@$(MAKE) --no-print-directory -j2 lint test-run
+
+test-run:
+	$(GO) test -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## test-short: unit tests only (no daemons needed).
 test-short:
@@ -62,7 +69,7 @@ testenv-status:
 ## demo: start the test environment and run the demo (see README). It
 ## installs only what the demo needs (hack/testenv up demo); make test adds
 ## the test-only tools.
-demo: build
+demo:
 	hack/demo
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s).

@@ -276,6 +276,7 @@ func TestDuplicateDeliveryNeverStartsASecondRun(t *testing.T) {
 }
 
 func TestCancelByAPI(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		q := open(t, b, t.TempDir(), nil)
 		started := make(chan struct{}, 1)
@@ -327,6 +328,7 @@ func TestCancelByAPI(t *testing.T) {
 }
 
 func TestFailuresErrorsAndRetries(t *testing.T) {
+	t.Parallel()
 	type want struct {
 		state     pipelines.State
 		stages    []pipelines.State
@@ -450,7 +452,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestDeliveryGuardExpires(t *testing.T) { eachBackend(t, testDeliveryGuardExpires) }
+func TestDeliveryGuardExpires(t *testing.T) { t.Parallel(); eachBackend(t, testDeliveryGuardExpires) }
 
 func testDeliveryGuardExpires(t *testing.T, b backend) {
 	q := open(t, b, t.TempDir(), func(o *pipelines.Options) { o.DeliveryTTL = time.Second })
@@ -537,6 +539,7 @@ func testCorruptQueueMessageIsDropped(t *testing.T, b backend) {
 }
 
 func TestSecondDeliveryOfARunningRunWaitsForItsLease(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, testSecondDeliveryOfARunningRunWaitsForItsLease)
 }
 
@@ -604,6 +607,7 @@ func TestDataDirIsExclusive(t *testing.T) {
 // worker executes the run. Before, the heartbeat renewed the lease for as
 // long as the stuck stage ran, and the run waited with it.
 func TestStuckStageReleasesItsLease(t *testing.T) {
+	t.Parallel()
 	b := backends(t)[0]
 	q := open(t, b, t.TempDir(), nil)
 	started, release := make(chan struct{}), make(chan struct{})

@@ -107,6 +107,7 @@ func attachBundle(t *testing.T, r *rig, d name.Digest, bundle []byte, predicateT
 // and each forgery is refused with its reason. Before bundles were read,
 // every case was NoSignature / AttestationMissing.
 func TestCosign3SignaturesVerify(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	const password = "v3"
@@ -283,6 +284,7 @@ func (cp *countingProxy) take() []string {
 // verification (the verifier's ping and token already done) for each
 // format: the tag-based format costs what it did before bundles were read.
 func TestVerifyRoundTrips(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	const password = "rt"
@@ -391,6 +393,7 @@ func TestVerifyRoundTrips(t *testing.T) {
 // (given a trusted root once bundles exist, as cosign v2.6 then reads
 // them); signing again writes nothing.
 func TestGantryBundlesInterop(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	const password = "gantry-bundle"
@@ -472,6 +475,7 @@ func TestGantryBundlesInterop(t *testing.T) {
 // so the clean one cannot keep the image admitted. Before the replaced
 // bundle was removed from the referrers, the verdict stayed Verified.
 func TestBundleAttestationReplaced(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	k := newTestKey(t, dir, "k")

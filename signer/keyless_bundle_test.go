@@ -62,6 +62,7 @@ func (ca *testCA) trustedRootJSON(t *testing.T) []byte {
 // with a certificate, Gantry verifies; other subject, issuer, CA and an
 // expired certificate are refused.
 func TestKeylessBundles(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	ca, otherCA := newTestCA(t), newTestCA(t)

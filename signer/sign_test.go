@@ -48,6 +48,7 @@ func signerConfig(mod func(*config.Signer)) config.Signer {
 // signature verifies with the matching public key; failures name the
 // source, never the secret.
 func TestKeySources(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	const password = "correct horse battery staple"
@@ -238,6 +239,7 @@ func (c *cosignCLI) run(args ...string) (string, error) {
 // TestCosignInterop: what Gantry signs and attests, cosign verifies; what
 // cosign signs and attests, Gantry verifies.
 func TestCosignInterop(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	const password = "interop"
@@ -305,6 +307,7 @@ func TestCosignInterop(t *testing.T) {
 
 // TestAttestationRequirements checks predicates against the policy.
 func TestAttestationRequirements(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	k := newTestKey(t, dir, "k")

@@ -22,6 +22,7 @@ import (
 // TestVerifyOutcomes covers each verdict against the real registry: every
 // rejection has its own reason and a message that names what to do.
 func TestVerifyOutcomes(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	dir := t.TempDir()
 	a, b, c := newTestKey(t, dir, "a"), newTestKey(t, dir, "b"), newTestKey(t, dir, "c")

@@ -18,6 +18,7 @@ import (
 // JSON Patch pinning the digest, and a tag of an unsigned image is refused
 // naming both (the producer, gantry sign, against its consumer).
 func TestAdmissionMutateProcess(t *testing.T) {
+	t.Parallel()
 	e := testenv.Require(t)
 	dir := t.TempDir()
 	keyPath, _ := cosignKeyFiles(t, dir)

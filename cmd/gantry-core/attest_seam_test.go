@@ -302,6 +302,7 @@ critical[v] {
 // under denySeverities: [CRITICAL]: the pipeline attested Gantry's own
 // document, and the check read Trivy's Results, of which there were none.
 func TestAttestationSeams(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	r := newSeamRig(t, ctx, seamOptions{

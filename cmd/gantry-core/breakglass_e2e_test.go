@@ -263,6 +263,7 @@ func wantRefused(t *testing.T, err error, want ...string) {
 // Only a member of breakGlass.groups sets or extends it; controllers carry
 // it only from a parent where it was admitted.
 func TestBreakGlassOnlyForThePeopleNamed(t *testing.T) {
+	t.Parallel()
 	c := setupBreakGlassCluster(t)
 	ctx := context.Background()
 	bob := c.as("bob", "sre")

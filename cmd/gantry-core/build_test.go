@@ -11,6 +11,7 @@ import (
 )
 
 func TestBuildCommand(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	genv := []string{"GANTRY_BUILDER_ADDRS=" + env.BuildkitAddr, "GANTRY_REGISTRY_INSECURE=" + env.Registry}
 	dir := t.TempDir()

@@ -25,6 +25,7 @@ import (
 // serving without a restart and writes a config.reload audit record naming
 // the new certificate's fingerprint.
 func TestAdmissionAuditsCertificateRotation(t *testing.T) {
+	t.Parallel()
 	testenv.Require(t) // runs the gantry process, like the other process tests
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "gantry.yaml")

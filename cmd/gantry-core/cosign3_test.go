@@ -19,6 +19,7 @@ import (
 // tag), and `cosign verify` / `verify-attestation` v3 accept what `gantry
 // sign --format bundle` and `gantry attest --format bundle` store.
 func TestCosign3CLIInterop(t *testing.T) {
+	t.Parallel()
 	e := testenv.Require(t)
 	bin := testenv.RequireCosign3(t, e)
 	dir := t.TempDir()

@@ -20,6 +20,7 @@ import (
 // its stream would otherwise run forever) and the real token CLI. A stream
 // of another token keeps going.
 func TestServeDashboardStreamEndsOnRevoke(t *testing.T) {
+	t.Parallel()
 	testenv.Require(t)
 	rig := newServeRig(t, "")
 	b, err := os.ReadFile(rig.config)

@@ -207,6 +207,7 @@ func (s *ceSink) forRun(id string) [][]byte {
 // unsigned and privileged pods (denied), and a run whose worker is killed
 // with SIGKILL mid-build (resumed, finished once).
 func TestPipelineE2E(t *testing.T) {
+	t.Parallel()
 	e := testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -162,6 +162,7 @@ func withRestartNever(s corev1.PodSpec) corev1.PodSpec {
 // and `gantry admission` publishes the same verdict as gauges, dropping a
 // workload once it is gone.
 func TestPolicyAuditExistingWorkloads(t *testing.T) {
+	t.Parallel()
 	c := setupAuditCluster(t)
 	ctx := context.Background()
 	sig := "not signed by a trusted identity: "

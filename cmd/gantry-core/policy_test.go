@@ -154,6 +154,7 @@ func psaDenials(t *testing.T, ev policy.Evaluator, version string, pod []byte, s
 // is named after, with Kubernetes' words; only the runAsNonRoot and
 // runAsUser fixtures also break gantry's own nonRoot rule.
 func TestPolicyCheckMatchesPSAFixtures(t *testing.T) {
+	t.Parallel()
 	root := psaFixtures(t)
 	versions, err := os.ReadDir(root)
 	if err != nil {

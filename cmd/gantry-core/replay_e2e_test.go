@@ -71,6 +71,7 @@ func (g *buildGate) release() { g.once.Do(func() { close(g.open) }) }
 // policy does not give its repository. Then a rollback the repository
 // allows: deployed and audited.
 func TestReplayAndTenancyE2E(t *testing.T) {
+	t.Parallel()
 	e := testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -84,6 +84,7 @@ func runGantryProcess(t *testing.T, env []string, args ...string) (int, string, 
 // the progress log, nor the JSON result, nor the signed provenance, which
 // names the repository without them.
 func TestRunRepoURLCredentialsStayOut(t *testing.T) {
+	t.Parallel()
 	be := newBuildEnv(t)
 	const user, token = "ci-bot", "ghp_s3cretTOKENinTheURL0123456789"
 	image := be.registry + "/gantry-creds-" + be.uniq + "/hello"

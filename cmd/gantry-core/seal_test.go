@@ -52,6 +52,7 @@ audit: {file: %q}
 // every other record is dead-lettered with its reason, audited and
 // counted, and no stage sees it.
 func TestWorkerExecutesOnlySealedRuns(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	ns := natstest.Start(t, env.NATSServer, "")
 	dir := t.TempDir()

@@ -21,6 +21,7 @@ import (
 // append-only GANTRY_AUDIT stream of the queue's server when the queue is
 // external (a real nats-server), where a delete is refused.
 func TestServeAuditOnExternalQueue(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	for _, mode := range []string{"embedded", "external"} {
 		t.Run(mode, func(t *testing.T) {

@@ -262,6 +262,7 @@ func apiGet(t *testing.T, addr, token, path string, into any) int {
 // stages that were in flight at the kill (at-least-once, idempotent stages).
 // It runs against the embedded NATS server and an external nats-server.
 func TestServeSurvivesKill9(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	for _, mode := range []string{"embedded", "external"} {
 		t.Run(mode, func(t *testing.T) {
@@ -487,6 +488,7 @@ func TestServeAndWorkerUsageErrors(t *testing.T) {
 }
 
 func TestWorkerProcessExecutesQueuedRuns(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	url := natstest.Start(t, env.NATSServer, "").URL
 	dir := t.TempDir()

@@ -40,6 +40,7 @@ func pushRandom(t *testing.T, ref string) string {
 // TestSignAttestVerifyCLI drives gantry sign, attest and verify end to end
 // against the test registry, and checks the exit codes of each verdict.
 func TestSignAttestVerifyCLI(t *testing.T) {
+	t.Parallel()
 	e := testenv.Require(t)
 	dir := t.TempDir()
 	keyPath, _ := cosignKeyFiles(t, dir)

@@ -42,6 +42,7 @@ func openfaasTemplate(prefix, base, lang string) map[string]string {
 // `lang: dockerfile` — pushed to `gantry serve`: all three are laid out as
 // faas-cli --shrinkwrap does, linted, built, scanned, signed and deployed.
 func TestOpenFaaSTemplatesE2E(t *testing.T) {
+	t.Parallel()
 	e := testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

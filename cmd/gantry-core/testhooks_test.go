@@ -47,6 +47,7 @@ func init() {
 // hook (what `go build ./cmd/gantry` links), serve and worker reject it as
 // an unknown flag, and the recording stages are not linked at all.
 func TestProductionBinaryHasNoTestStages(t *testing.T) {
+	t.Parallel()
 	if testStagesHook == nil {
 		t.Fatal("the test hook is not installed in this test binary")
 	}

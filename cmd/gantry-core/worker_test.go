@@ -28,6 +28,7 @@ import (
 // plain HTTP: health, readiness that follows the queue, the worker's own
 // metrics, and exactly one TCP listener.
 func TestWorkerListener(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	for _, mode := range []string{"tls", "insecure-http"} {
 		t.Run(mode, func(t *testing.T) {

@@ -274,6 +274,7 @@ func TestChartNATSRefusesAnonymous(t *testing.T) {
 // do (it must be refused): least privilege per role, seam-tested with the
 // real queue code on both sides.
 func TestChartNATSRoles(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	cn := startChartNATS(t, env.NATSServer, chartDocs(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -535,6 +536,7 @@ func TestChartNATSRoles(t *testing.T) {
 // off by the election run again. It failed about every other time while
 // a stage executed again could not store its log (TestChartNATSStageRunsAgain).
 func TestChartNATSCluster(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	docs := chartDocs(t)
 	conf := renderedNATSConf(t, docs)

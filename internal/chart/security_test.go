@@ -294,6 +294,7 @@ func TestPipelineRefusesMissingSecrets(t *testing.T) {
 // API server's own validation (schemas, RBAC escalation checks, policy
 // CIDRs) accepts all of them.
 func TestChartServerSideDryRun(t *testing.T) {
+	t.Parallel()
 	env := testenv.Require(t)
 	rc, err := clientcmd.BuildConfigFromFlags("", env.Kubeconfig)
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -99,13 +100,19 @@ var dataSources = map[string]dbTypes.DataSource{
 		URL: "https://github.com/advisories?query=type%3Areviewed+ecosystem%3Anpm"},
 }
 
+// writeDBMu serialises WriteDB: trivy-db's handle is process-wide.
+var writeDBMu sync.Mutex
+
 // WriteDB writes trivy.db and metadata.json (schema version 2, built at
 // updatedAt) into dir.
 //
 // trivy-db keeps its handle in a process-wide variable, shared with the
 // scanner: WriteDB refuses to run while an embedded scanner is open in this
 // process. Build the DB first (DBArchive caches nothing; call it once).
+// Calls are serialised (writeDBMu), so parallel tests may each build one.
 func WriteDB(dir string, updatedAt time.Time) error {
+	writeDBMu.Lock()
+	defer writeDBMu.Unlock()
 	if scanner.EmbeddedOpen() {
 		return errors.New("scantest: an embedded scanner is open in this process; build the test DB before opening it")
 	}

@@ -95,21 +95,18 @@ func (r *rig) install() (*tools, error) {
 	t.buildkitd, t.buildctl = filepath.Join(bk, "buildkitd"), filepath.Join(bk, "buildctl")
 
 	// etcd, kube-apiserver, kube-controller-manager and kubectl come from
-	// the nested hack/kube-rig module; its cache key is the hash of its go.mod and go.sum, so a bump
-	// there rebuilds.
+	// the nested hack/kube-rig module; its cache key is the hash of its
+	// go.mod and go.sum, so a bump there rebuilds. The demo needs etcd,
+	// kube-apiserver and kubectl; kube-controller-manager (~3 of the ~12
+	// minutes, only the controller tests use it) is built on its own.
 	rigDir := filepath.Join(r.root, "hack", "kube-rig")
 	key, err := hashFiles(filepath.Join(rigDir, "go.mod"), filepath.Join(rigDir, "go.sum"))
 	if err != nil {
 		return nil, err
 	}
 	kube := filepath.Join(bin, "kube-rig-"+key)
-	if err := ensureBuilt(kube, "etcd + kube-apiserver + kube-controller-manager + kubectl "+kubeVersion, "~12 min on 2 cores, 2.5 GB RAM", func(tmp string) error {
-		v := "k8s.io/component-base/version"
-		ld := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=%s",
-			v, kubeVersion, v, v, kubeVersion)
-		if err := run(rigDir, nil, "go", "build", "-trimpath", "-ldflags", ld, "-o", tmp+"/",
-			"go.etcd.io/etcd/server/v3", "k8s.io/kubernetes/cmd/kube-apiserver",
-			"k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
+	if err := ensureBuilt(kube, "etcd + kube-apiserver + kubectl "+kubeVersion, kubeRigETA, func(tmp string) error {
+		if err := buildKube(rigDir, tmp, "go.etcd.io/etcd/server/v3", "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"); err != nil {
 			return err
 		}
 		// etcd's main package is the module root, so its binary is "server".
@@ -118,7 +115,9 @@ func (r *rig) install() (*tools, error) {
 		return nil, err
 	}
 	t.etcd, t.kubeAPIServer, t.kubectl = filepath.Join(kube, "etcd"), filepath.Join(kube, "kube-apiserver"), filepath.Join(kube, "kubectl")
-	t.kubeControllerManager = filepath.Join(kube, "kube-controller-manager")
+	if t.kubeControllerManager, err = r.installControllerManager(bin, kube, rigDir, key); err != nil {
+		return nil, err
+	}
 
 	for _, g := range []struct {
 		dst  *string
@@ -148,6 +147,48 @@ func (r *rig) install() (*tools, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// kubeRigETA and kcmETA are the first-build estimates printed with the
+// progress lines (measured with an empty build cache on this 2-core machine
+// kind; see README).
+const (
+	kubeRigETA = "~10 min on 2 cores, 2.5 GB RAM"
+	kcmETA     = "~3 min"
+)
+
+// buildKube builds pkgs of the kube-rig module into dir, versioned as
+// kubeVersion.
+func buildKube(rigDir, dir string, pkgs ...string) error {
+	v := "k8s.io/component-base/version"
+	ld := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=%s",
+		v, kubeVersion, v, v, kubeVersion)
+	return run(rigDir, nil, append([]string{"go", "build", "-trimpath", "-ldflags", ld, "-o", dir + "/"}, pkgs...)...)
+}
+
+// installControllerManager returns kube-controller-manager's path: the one
+// beside kube-apiserver when an earlier testenv built all four binaries into
+// one dir, else its own cache dir, built now unless this is `up demo` (then
+// "", and the controllers' cluster is not started).
+func (r *rig) installControllerManager(bin, kube, rigDir, key string) (string, error) {
+	if p := filepath.Join(kube, "kube-controller-manager"); fileExists(p) {
+		return p, nil
+	}
+	dir := filepath.Join(bin, "kube-controller-manager-"+key)
+	if r.skip(dir, "kube-controller-manager "+kubeVersion) {
+		return "", nil
+	}
+	if err := ensureBuilt(dir, "kube-controller-manager "+kubeVersion, kcmETA, func(tmp string) error {
+		return buildKube(rigDir, tmp, "k8s.io/kubernetes/cmd/kube-controller-manager")
+	}); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "kube-controller-manager"), nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // trivyModule is the module whose CLI the scanner's Trivy-server tests and
@@ -275,6 +316,8 @@ func ensureBuilt(dir, what, eta string, build func(tmp string) error) error {
 	}
 	say("building %s (first time on this machine, %s)…", what, eta)
 	start := time.Now()
+	stop := progress(what, eta, start, time.Minute)
+	defer stop()
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+filepath.Base(dir)+"-")
 	if err != nil {
 		return err
@@ -288,6 +331,25 @@ func ensureBuilt(dir, what, eta string, build func(tmp string) error) error {
 	}
 	say("built %s in %s", what, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// progress prints a line every interval while what is being built, so a
+// first run never sits silent for minutes; stop ends it.
+func progress(what, eta string, start time.Time, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	tick := time.NewTicker(interval)
+	go func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				say("still building %s: %s so far (first build: %s)", what, time.Since(start).Round(time.Second), eta)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func installDebianPackages(demoOnly bool) error {

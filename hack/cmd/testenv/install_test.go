@@ -67,3 +67,42 @@ func TestSetPathsRefreshesTools(t *testing.T) {
 		t.Fatalf("a bumped tool did not reach the env: %+v", env)
 	}
 }
+
+// kube-controller-manager is found beside kube-apiserver when an earlier
+// testenv built the four kube binaries into one dir; `up demo` on a machine
+// without it neither builds it nor creates its cache dir.
+func TestControllerManagerInstall(t *testing.T) {
+	bin := t.TempDir()
+	rigDir := filepath.Join(bin, "no-kube-rig-module") // building would fail: nothing may be built
+	kube := filepath.Join(bin, "kube-rig-k")
+	if err := os.MkdirAll(kube, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	demo := &rig{demoOnly: true}
+	got, err := demo.installControllerManager(bin, kube, rigDir, "k")
+	if err != nil || got != "" {
+		t.Fatalf("up demo without kube-controller-manager: %q, %v; want \"\", nil", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "kube-controller-manager-k")); !os.IsNotExist(err) {
+		t.Fatalf("up demo created the kube-controller-manager cache dir (%v)", err)
+	}
+
+	legacy := filepath.Join(kube, "kube-controller-manager")
+	if err := os.WriteFile(legacy, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*rig{{demoOnly: true}, {}} {
+		if got, err := r.installControllerManager(bin, kube, rigDir, "k"); err != nil || got != legacy {
+			t.Fatalf("demoOnly=%v with the binary beside kube-apiserver: %q, %v; want %q", r.demoOnly, got, err, legacy)
+		}
+	}
+	// Without it, a full install builds it (in the missing module: an error
+	// that names what was being built).
+	if err := os.Remove(legacy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&rig{}).installControllerManager(bin, kube, rigDir, "k"); err == nil || !strings.Contains(err.Error(), "building kube-controller-manager") {
+		t.Fatalf("full install without the binary: %v, want a build of kube-controller-manager", err)
+	}
+}
