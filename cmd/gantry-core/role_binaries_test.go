@@ -24,6 +24,7 @@ var roleExcludes = map[string][]string{
 }
 
 func TestRoleBinariesLinkOnlyTheirRole(t *testing.T) {
+	t.Parallel()
 	gobin := goTool(t)
 	for role, excluded := range roleExcludes {
 		out, err := exec.Command(gobin, "list", "-deps", "-tags", "gantry_role_"+role, ".").Output()
@@ -57,6 +58,7 @@ func TestRoleBinaries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries")
 	}
+	t.Parallel()
 	gobin := goTool(t)
 	dir := t.TempDir()
 	// Linking is mostly serial: the three builds side by side take about

@@ -105,6 +105,7 @@ func runFront(t *testing.T, bin string, env []string, args ...string) (int, stri
 }
 
 func TestRolesRunInPlaceOfTheFront(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bin := buildFront(t, dir)
 	for _, r := range []string{"core", "admission", "build"} {
@@ -182,6 +183,7 @@ func TestRolesRunInPlaceOfTheFront(t *testing.T) {
 
 // The packaged layout: bin/gantry with its role binaries in libexec/gantry.
 func TestRolesInLibexec(t *testing.T) {
+	t.Parallel()
 	prefix := t.TempDir()
 	bin := buildFront(t, filepath.Join(prefix, "bin"))
 	standIn(t, filepath.Join(prefix, "libexec", "gantry"), "admission")
