@@ -474,7 +474,11 @@ func (r *rig) apiServerDaemon(t *tools, name string, port int, etcd, etcdPrefix 
 			"--service-account-key-file", pki.saPub,
 			"--service-account-signing-key-file", pki.saKey,
 			"--service-account-issuer", "https://kubernetes.default.svc",
-			"--service-cluster-ip-range", "10.96.0.0/24",
+			// The first cluster runs no namespace controller, so a deleted
+			// test namespace never finalizes and its Services keep their
+			// IPs: a /24 filled after ~250 Services (a day of suite runs by
+			// a few sessions: "range is full"). A /16 lasts 256 times longer.
+			"--service-cluster-ip-range", "10.96.0.0/16",
 			// No serviceaccount controller runs, so nothing would create
 			// the "default" ServiceAccount that this plugin insists on.
 			"--disable-admission-plugins", "ServiceAccount",

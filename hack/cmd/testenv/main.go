@@ -8,7 +8,9 @@
 //
 //	hack/testenv up       install what is missing, start what is not running, write .testenv/env
 //	hack/testenv up demo  the same, installing only what `make demo` needs (no test-only
-//	                      tools: cosign, nats-server, staticcheck, trivy CLI, chromium)
+//	                      tools: cosign, nats-server, staticcheck, trivy CLI, chromium,
+//	                      kube-controller-manager; without the last, the controllers'
+//	                      kube-apiserver is not started either)
 //	hack/testenv down     stop the daemons this state dir started (by pid)
 //	hack/testenv env      print the env file (eval-able)
 //	hack/testenv status   one line per daemon
