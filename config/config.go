@@ -116,13 +116,24 @@ func Load(src Source) (*Config, error) {
 		}
 	}
 	leaves := leafFields(reflect.ValueOf(cfg).Elem(), "")
-	byEnv := make(map[string]leaf, len(leaves))
 	byPath := make(map[string]leaf, len(leaves))
 	for _, l := range leaves {
-		byEnv[l.envName()] = l
 		byPath[l.path] = l
 	}
+	// The variable names are made only when the environment holds a
+	// GANTRY_ variable at all: every command loads the configuration at
+	// start, most with none set.
+	var byEnv map[string]leaf
 	for _, kv := range src.Env {
+		if !strings.HasPrefix(kv, "GANTRY_") {
+			continue
+		}
+		if byEnv == nil {
+			byEnv = make(map[string]leaf, len(leaves))
+			for _, l := range leaves {
+				byEnv[l.envName()] = l
+			}
+		}
 		name, value, _ := strings.Cut(kv, "=")
 		l, ok := byEnv[name]
 		if !ok {
@@ -299,9 +310,9 @@ var durationType = reflect.TypeOf(time.Duration(0))
 // strings are leaves; maps and lists of structs can only come from the file).
 func leafFields(v reflect.Value, prefix string) []leaf {
 	var out []leaf
-	t := v.Type()
-	for _, name := range sortedKeys(yamlFields(t)) {
-		f := yamlFields(t)[name]
+	fields := yamlFields(v.Type())
+	for _, name := range sortedKeys(fields) {
+		f := fields[name]
 		fv := v.FieldByIndex(f.Index)
 		path := join(prefix, name)
 		switch {
