@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -31,15 +33,7 @@ func TestUsersCachedAndSingleFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, _ := random.Image(64, 1)
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Config.User = "linux", "1000:1000"
-	img, _ = mutate.ConfigFile(img, cf)
-	ref, _ := reg.ParseReference(host + "/x/y:v1")
-	if err := remote.Write(ref, img, reg.RemoteOptions(context.Background())...); err != nil {
-		t.Fatal(err)
-	}
+	ref, img := pushWithUser(t, reg, host+"/x/y:v1", "1000:1000")
 	ins := New(reg, Options{MaxEntries: 10, TagTTL: time.Minute})
 	d, err := ins.Resolve(context.Background(), ref)
 	if err != nil {
@@ -96,17 +90,12 @@ func TestFirstReadMakesNoPing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, _ := random.Image(64, 1)
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Config.User = "linux", "1000"
-	img, _ = mutate.ConfigFile(img, cf)
-	ref, _ := reg.ParseReference(host + "/x/y:v1")
-	if err := remote.Write(ref, img, reg.RemoteOptions(context.Background())...); err != nil {
+	_, img := pushWithUser(t, reg, host+"/x/y:v1", "1000")
+	sum, err := img.Digest()
+	if err != nil {
 		t.Fatal(err)
 	}
-	h2, _ := img.Digest()
-	d, err := reg.ParseDigest(host + "/x/y@" + h2.String())
+	d, err := reg.ParseDigest(host + "/x/y@" + sum.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +110,31 @@ func TestFirstReadMakesNoPing(t *testing.T) {
 	if len(reqs) != 2 || slices.Contains(reqs, "GET /v2/") {
 		t.Fatalf("first read: %d requests, want 2 (manifest, config) and no ping:\n%s", len(reqs), strings.Join(reqs, "\n"))
 	}
+}
+
+// pushWithUser pushes a random linux image whose config names user to
+// tag, and returns its reference and the image.
+func pushWithUser(t *testing.T, reg *oci.Client, tag, user string) (name.Reference, v1.Image) {
+	t.Helper()
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Config.User = "linux", user
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := reg.ParseReference(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, reg.RemoteOptions(context.Background())...); err != nil {
+		t.Fatal(err)
+	}
+	return ref, img
 }
