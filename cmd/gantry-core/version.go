@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/internal/version"
@@ -21,12 +19,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			v := version.Get()
-			if f == "json" {
-				return writeJSON(a.stdout, v)
-			}
-			_, err = fmt.Fprintln(a.stdout, v)
-			return err
+			return version.Get().Write(a.stdout, f)
 		}
 		return cmd
 	})

@@ -19,8 +19,6 @@ package main
 
 import (
 	_ "embed"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -115,17 +113,7 @@ func printVersion(w io.Writer, r cmdtable.Route) error {
 			format = f.Value
 		}
 	}
-	v := version.Get()
-	switch format {
-	case "text":
-		_, err := fmt.Fprintln(w, v)
-		return err
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	return errors.New("unknown output format")
+	return version.Get().Write(w, format)
 }
 
 // findRole is the role binary for role: gantry-ROLE beside the front

@@ -4,7 +4,10 @@
 package version
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"runtime"
 )
 
@@ -34,4 +37,22 @@ func Get() Info {
 // String is the one-line text form: gantry VERSION (commit C, GO, OS/ARCH).
 func (i Info) String() string {
 	return fmt.Sprintf("gantry %s (commit %s, %s, %s)", i.Version, i.Commit, i.GoVersion, i.Platform)
+}
+
+// ErrFormat is returned by Write for a format other than text or json.
+var ErrFormat = errors.New("version: format must be text or json")
+
+// Write prints i as `gantry version` does: format "text" (String and a
+// newline) or "json" (indented).
+func (i Info) Write(w io.Writer, format string) error {
+	switch format {
+	case "text":
+		_, err := fmt.Fprintln(w, i)
+		return err
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(i)
+	}
+	return ErrFormat
 }
