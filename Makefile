@@ -23,7 +23,7 @@ all: build
 ## the role binary of the command), and the role binaries beside it:
 ## gantry-core (every command), gantry-admission and gantry-build (the same
 ## code with only their commands linked; see cmd/gantry/main.go).
-ROLES := admission build
+ROLES := admission build policy
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry ./cmd/gantry
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry-core ./cmd/gantry-core

@@ -30,7 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/gantry-dev/gantry/admission"
+	"github.com/gantry-dev/gantry/admission/online"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/chart"
 	"github.com/gantry-dev/gantry/internal/testenv"
@@ -128,7 +128,7 @@ func setupE2EWith(t *testing.T, o e2eOptions) *e2e {
 	if o.cfg != nil {
 		o.cfg(cfg, x.nsIn)
 	}
-	eval, err := admission.Build(cfg, admission.BuildOptions{})
+	eval, err := online.Build(cfg, online.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-//go:build !gantry_role_build
+//go:build !gantry_role_build && !gantry_role_policy
 
 package main
 
@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/gantry-dev/gantry/admission"
+	"github.com/gantry-dev/gantry/admission/online"
 	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
@@ -89,7 +89,7 @@ REG/fn:1.2@sha256:…; an unsigned digest is refused. See docs/admission.md.`,
 			}
 			defer closeAudit()
 			auditCertRotation(rl, &audit.Recorder{Sink: sink, Log: a.log}, "admission")
-			eval, err := admission.Build(a.cfg, admission.BuildOptions{Log: a.log, Registerer: reg, Audit: sink})
+			eval, err := online.Build(a.cfg, online.Options{Log: a.log, Registerer: reg, Audit: sink})
 			if err != nil {
 				return err
 			}
@@ -110,8 +110,6 @@ REG/fn:1.2@sha256:…; an unsigned digest is refused. See docs/admission.md.`,
 		return cmd
 	})
 }
-
-func usageError(msg string) error { return &exitError{code: exitFailure, err: fmt.Errorf("%s", msg)} }
 
 func splitList(s string) []string {
 	var out []string

@@ -1,4 +1,4 @@
-//go:build !gantry_role_build
+//go:build !gantry_role_build && !gantry_role_policy
 
 package main
 
@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/admission/clusteraudit"
+	"github.com/gantry-dev/gantry/admission/online"
 )
 
 // startAdmissionAudit runs `gantry policy audit` every
@@ -24,7 +24,7 @@ func startAdmissionAudit(ctx context.Context, a *app, reg prometheus.Registerer)
 	if err != nil {
 		return err
 	}
-	eval, err := admission.Build(a.cfg, admission.BuildOptions{Log: slog.New(slog.DiscardHandler)})
+	eval, err := online.Build(a.cfg, online.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}

@@ -22,16 +22,33 @@ var updateFrontTable = flag.Bool("update-front-table", false, "rewrite cmd/gantr
 // frontTablePath is the table the front binary (cmd/gantry) embeds.
 const frontTablePath = "../gantry/commands.json"
 
-// commandRoles names the role binary of each top-level command that is
-// not core's alone. The role's files carry its build tag
-// (gantry_role_admission, gantry_role_build); TestRoleBinaries builds
-// each role and checks that it answers for exactly these commands.
+// commandRoles names the role binary of each command that is not core's
+// alone, by its path or the path of a group above it (the nearest wins).
+// The role's files carry its build tag (gantry_role_admission,
+// gantry_role_build, gantry_role_policy); TestRoleBinaries builds each role
+// and checks that it answers for exactly these commands.
 var commandRoles = map[string]string{
-	"admission": cmdtable.RoleAdmission,
-	"verify":    cmdtable.RoleAdmission,
-	"policy":    cmdtable.RoleAdmission,
-	"build":     cmdtable.RoleBuild,
-	"lint":      cmdtable.RoleBuild,
+	"admission":    cmdtable.RoleAdmission,
+	"verify":       cmdtable.RoleAdmission,
+	"policy":       cmdtable.RoleAdmission,
+	"policy check": cmdtable.RolePolicy,
+	"build":        cmdtable.RoleBuild,
+	"lint":         cmdtable.RoleBuild,
+}
+
+// commandRole is the role of the command at path.
+func commandRole(path string) string {
+	for p := path; p != ""; {
+		if r, ok := commandRoles[p]; ok {
+			return r
+		}
+		i := strings.LastIndexByte(p, ' ')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return cmdtable.RoleCore
 }
 
 // frontTable builds the command table from this binary's cobra tree: the
@@ -67,11 +84,7 @@ func frontTable(t *testing.T) []byte {
 		}
 		c.LocalFlags().VisitAll(add)
 		c.InheritedFlags().VisitAll(add)
-		role := cmdtable.RoleCore
-		if top, _, _ := strings.Cut(path, " "); commandRoles[top] != "" {
-			role = commandRoles[top]
-		}
-		tab.Commands[path] = cmdtable.Command{Role: role, Runnable: c.Runnable(), Help: out, Flags: flags}
+		tab.Commands[path] = cmdtable.Command{Role: commandRole(path), Runnable: c.Runnable(), Help: out, Flags: flags}
 		for _, sub := range c.Commands() {
 			walk(sub)
 		}
@@ -111,9 +124,9 @@ func TestFrontCommandTable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the generated table does not parse: %v", err)
 	}
-	for top := range commandRoles {
-		if _, ok := tab.Commands[top]; !ok {
-			t.Errorf("commandRoles names %q, which is not a command", top)
+	for path := range commandRoles {
+		if _, ok := tab.Commands[path]; !ok {
+			t.Errorf("commandRoles names %q, which is not a command", path)
 		}
 	}
 }

@@ -1,3 +1,5 @@
+//go:build !gantry_role_policy
+
 package main
 
 import (

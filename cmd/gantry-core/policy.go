@@ -29,6 +29,11 @@ type policyCheckDecision struct {
 	Skipped string `json:"skipped,omitempty"`
 }
 
+// policyCommands are the policy group's subcommands besides check, added
+// by the files of the roles that have them (check is in every role that
+// has the group; audit needs the cluster and the verifier).
+var policyCommands []func(*app) *cobra.Command
+
 func init() {
 	register(func(a *app) *cobra.Command {
 		policy := &cobra.Command{Use: "policy", Short: "Admission policy tools", Args: cobra.NoArgs}
@@ -66,11 +71,18 @@ deny and every reason. --offline makes no registry call at all.`,
 				}
 				ac.VerifySignatures = false
 			}
-			docs, err := readManifest(*file)
+			var eval *admission.Evaluator
+			if *offline {
+				eval, err = admission.New(*ac, admission.Options{})
+			} else {
+				eval, err = onlineEvaluator(a)
+			}
 			if err != nil {
 				return err
 			}
-			eval, err := admission.Build(a.cfg, admission.BuildOptions{Offline: *offline})
+			// Read only now: gantry-policy hands an online check on before
+			// (the manifest may be standard input, readable once).
+			docs, err := readManifest(*file)
 			if err != nil {
 				return err
 			}
@@ -103,7 +115,9 @@ deny and every reason. --offline makes no registry call at all.`,
 			return nil
 		}
 		policy.AddCommand(check)
-		policy.AddCommand(newPolicyAuditCmd(a))
+		for _, f := range policyCommands {
+			policy.AddCommand(f(a))
+		}
 		return policy
 	})
 }

@@ -1,4 +1,4 @@
-//go:build !gantry_role_build
+//go:build !gantry_role_build && !gantry_role_policy
 
 package main
 
@@ -12,13 +12,15 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
-	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/admission/clusteraudit"
+	"github.com/gantry-dev/gantry/admission/online"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/kubeconfig"
 )
 
 // newPolicyAuditCmd is `gantry policy audit`.
+func init() { policyCommands = append(policyCommands, newPolicyAuditCmd) }
+
 func newPolicyAuditCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -61,7 +63,7 @@ Needs "list" on those resources in those namespaces. See docs/admission.md.`,
 		if err != nil {
 			return err
 		}
-		eval, err := admission.Build(a.cfg, admission.BuildOptions{})
+		eval, err := online.Build(a.cfg, online.Options{})
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gantry-dev/gantry/internal/cmdtable"
+	"github.com/gantry-dev/gantry/internal/rolebin"
 )
 
 // roleExcludes are module path prefixes a role binary must not link: what
@@ -21,6 +22,8 @@ import (
 var roleExcludes = map[string][]string{
 	cmdtable.RoleAdmission: {"github.com/aquasecurity/", "github.com/moby/buildkit/", "helm.sh/"},
 	cmdtable.RoleBuild:     {"github.com/aquasecurity/", "helm.sh/", "k8s.io/client-go/", "github.com/sigstore/"},
+	cmdtable.RolePolicy: {"github.com/aquasecurity/", "github.com/moby/buildkit/", "helm.sh/", "k8s.io/client-go/",
+		"github.com/sigstore/", "github.com/gantry-dev/gantry/admission/online", "github.com/gantry-dev/gantry/signer"},
 }
 
 func TestRoleBinariesLinkOnlyTheirRole(t *testing.T) {
@@ -109,6 +112,16 @@ func TestRoleBinaries(t *testing.T) {
 		return 0, out.String(), errb.String()
 	}
 	shared := map[string]bool{"": true, "version": true, "help": true, "completion": true}
+	// has reports whether the binary of role bin has a command at or under
+	// path (a group it has, for some of its subcommands).
+	has := func(bin, path string) bool {
+		for p, c := range tab.Commands {
+			if (p == path || strings.HasPrefix(p, path+" ")) && rolebin.Implements(bin, c.Role) {
+				return true
+			}
+		}
+		return false
+	}
 	for path, c := range tab.Commands {
 		top, _, _ := strings.Cut(path, " ")
 		for role := range roleExcludes {
@@ -119,9 +132,20 @@ func TestRoleBinaries(t *testing.T) {
 				if code != 0 || !strings.Contains(out, "Usage:\n  gantry [command]") {
 					t.Errorf("gantry-%s --help: exit %d, %q", role, code, out)
 				}
-			case c.Role == role || shared[top]:
+			case rolebin.Implements(role, c.Role) || shared[top]:
 				if code != 0 || out != c.Help {
 					t.Errorf("gantry-%s %s --help: exit %d, stderr %q; help equal to the table's: %v", role, path, code, stderr, out == c.Help)
+				}
+			case !c.Runnable && has(role, path):
+				// A group the role has part of: its help lists that part.
+				if code != 0 || !strings.Contains(out, "Available Commands:") {
+					t.Errorf("gantry-%s %s --help: exit %d, %q", role, path, code, out)
+				}
+			case has(role, top):
+				// A command of a group the role has part of: cobra answers
+				// with the group's help, never this command's.
+				if out == c.Help {
+					t.Errorf("gantry-%s has %q: it belongs to %s", role, path, c.Role)
 				}
 			default:
 				if code != 2 || !strings.Contains(stderr, `unknown command "`+top+`"`) {
@@ -151,5 +175,26 @@ func TestRoleBinaries(t *testing.T) {
 	// A command neither role has, with no gantry-core: exit 2, naming it.
 	if code, _, stderr := runBin("gantry", "", "scan", "img"); code != 2 || !strings.Contains(stderr, "gantry-core, which is not installed") {
 		t.Errorf("gantry scan without gantry-core: exit %d, %q", code, stderr)
+	}
+
+	// A check that needs the registry is handed from gantry-policy to
+	// gantry-admission: with signatures to verify and no signerPolicy,
+	// the admission binary's verifier refuses the image (gantry-policy
+	// links no verifier, so only the hand-off can say this).
+	code, out, stderr = runBin("gantry", pod, "policy", "check", "-f", "-")
+	if code != 1 || !strings.Contains(out, "admission.signerPolicy") {
+		t.Errorf("gantry policy check (online), handed to gantry-admission: exit %d, %q, stderr %q", code, out, stderr)
+	}
+	// Without gantry-admission (and gantry-core), an offline check still
+	// runs, in gantry-policy; an online one says what is missing.
+	if err := os.Remove(filepath.Join(dir, "gantry-admission")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := runBin("gantry", pod, "policy", "check", "-f", "-", "--offline"); code != 0 || !strings.Contains(out, "allow") {
+		t.Errorf("gantry policy check --offline with gantry-policy alone: exit %d, %q, stderr %q", code, out, stderr)
+	}
+	if code, _, stderr := runBin("gantry", pod, "policy", "check", "-f", "-"); code != 2 ||
+		!strings.Contains(stderr, "without --offline") || !strings.Contains(stderr, "gantry-admission or gantry-core, which is not installed") {
+		t.Errorf("gantry policy check (online) with gantry-policy alone: exit %d, %q", code, stderr)
 	}
 }

@@ -34,6 +34,9 @@ func (e *exitError) Unwrap() error { return e.err }
 // policyFailure marks err as a policy verdict (exit 1), not a malfunction.
 func policyFailure(err error) error { return &exitError{code: exitPolicy, err: err} }
 
+// usageError is a command line that cannot be run as given (exit 2).
+func usageError(msg string) error { return &exitError{code: exitFailure, err: errors.New(msg)} }
+
 // app is what every command gets: streams, the loaded configuration and a
 // logger. cfg and log are ready inside RunE.
 type app struct {

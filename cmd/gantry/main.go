@@ -22,11 +22,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/gantry-dev/gantry/internal/cmdtable"
+	"github.com/gantry-dev/gantry/internal/rolebin"
 	"github.com/gantry-dev/gantry/internal/version"
 )
 
@@ -41,19 +41,6 @@ const (
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ(), execRole))
-}
-
-// self is this executable, symlinks resolved: role binaries are found
-// beside it.
-func self() (string, error) {
-	p, err := os.Executable()
-	if err == nil {
-		p, err = filepath.EvalSymlinks(p)
-	}
-	if err != nil {
-		return "", fmt.Errorf("cannot locate this executable to find its role binaries: %w", err)
-	}
-	return p, nil
 }
 
 // execFunc replaces the process with path, or returns why it could not.
@@ -78,12 +65,12 @@ func run(args []string, stdout, stderr io.Writer, env []string, exec execFunc) i
 		}
 		// Anything else (an unknown --output) is the role binary's to refuse.
 	}
-	front, err := self()
+	front, err := rolebin.Self()
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry: %v\n", err)
 		return exitFailure
 	}
-	bin, err := findRole(front, tab.Role(r.Path))
+	bin, err := rolebin.Find(front, tab.Role(r.Path))
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry: %v\n", err)
 		return exitFailure
@@ -114,27 +101,4 @@ func printVersion(w io.Writer, r cmdtable.Route) error {
 		}
 	}
 	return version.Get().Write(w, format)
-}
-
-// findRole is the role binary for role: gantry-ROLE beside the front
-// executable or in ../libexec/gantry from there, else gantry-core (which
-// implements every command) in the same places.
-func findRole(front, role string) (string, error) {
-	dir := filepath.Dir(front)
-	dirs := []string{dir, filepath.Join(dir, "..", "libexec", "gantry")}
-	names := []string{"gantry-" + role}
-	if role != cmdtable.RoleCore {
-		names = append(names, "gantry-"+cmdtable.RoleCore)
-	}
-	for _, n := range names {
-		for _, d := range dirs {
-			p := filepath.Join(d, n)
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-				return p, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("this command is implemented by %s, which is not installed beside %s or in %s "+
-		"(make build puts every binary in bin/; go install github.com/gantry-dev/gantry/cmd/...)",
-		strings.Join(names, " or "), front, dirs[1])
 }

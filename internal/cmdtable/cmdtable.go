@@ -16,14 +16,16 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/gantry-dev/gantry/internal/rolebin"
 )
 
-// Roles that implement commands. Core implements every command and is
-// the fallback when a narrower role binary is not installed.
+// Roles that implement commands (see package rolebin).
 const (
-	RoleCore      = "core"
-	RoleAdmission = "admission"
-	RoleBuild     = "build"
+	RoleCore      = rolebin.Core
+	RoleAdmission = rolebin.Admission
+	RoleBuild     = rolebin.Build
+	RolePolicy    = rolebin.Policy
 )
 
 // Table is the whole command tree.
@@ -63,7 +65,7 @@ func Parse(b []byte) (*Table, error) {
 	}
 	for path, c := range t.Commands {
 		switch c.Role {
-		case RoleCore, RoleAdmission, RoleBuild:
+		case RoleCore, RoleAdmission, RoleBuild, RolePolicy:
 		default:
 			return nil, fmt.Errorf("command table: %q: unknown role %q", path, c.Role)
 		}

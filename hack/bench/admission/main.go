@@ -40,7 +40,7 @@ import (
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	sigs "github.com/sigstore/cosign/v2/pkg/signature"
 
-	"github.com/gantry-dev/gantry/admission"
+	"github.com/gantry-dev/gantry/admission/online"
 	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/hack/bench/internal/report"
@@ -180,7 +180,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 	// machine), the median reported.
 	var firstTripsAll []int
 	for _, img := range firstImgs {
-		e, err := admission.Build(cfg, admission.BuildOptions{})
+		e, err := online.Build(cfg, online.Options{})
 		if err != nil {
 			return err
 		}

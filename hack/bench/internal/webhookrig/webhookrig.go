@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gantry-dev/gantry/admission"
+	"github.com/gantry-dev/gantry/admission/online"
 	"github.com/gantry-dev/gantry/admission/webhook"
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/internal/tlsreload"
@@ -37,7 +37,7 @@ type Options struct {
 
 // Start builds the evaluator from cfg and serves it until Close.
 func Start(cfg *config.Config, opts Options) (*Rig, error) {
-	eval, err := admission.Build(cfg, admission.BuildOptions{})
+	eval, err := online.Build(cfg, online.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package verification
+package online
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 
+	"github.com/gantry-dev/gantry/admission/verification"
 	"github.com/gantry-dev/gantry/config"
 	goci "github.com/gantry-dev/gantry/internal/oci"
 	"github.com/gantry-dev/gantry/internal/testenv"
@@ -57,14 +58,14 @@ func TestAdmissionReadsCosign3Bundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewCache(FromSigner(sv), Options{PositiveTTL: time.Minute, NegativeTTL: time.Second})
+	c := verification.NewCache(signerVerifier{sv}, verification.Options{PositiveTTL: time.Minute, NegativeTTL: time.Second})
 	ctx := context.Background()
 
 	for _, tc := range []struct {
 		key        string
 		wantOK     bool
-		wantReason Reason
-	}{{"trusted", true, ""}, {"stranger", false, ReasonUntrusted}} {
+		wantReason verification.Reason
+	}{{"trusted", true, ""}, {"stranger", false, verification.ReasonUntrusted}} {
 		t.Run(tc.key, func(t *testing.T) {
 			img, err := random.Image(256, 1)
 			if err != nil {

@@ -1,4 +1,10 @@
-package admission
+// Package online wires the admission evaluator to the world it reads: the
+// registry (tags resolved, image configs read for root detection) and the
+// signer's verifier behind the verification cache. It is kept apart from
+// package admission so that what evaluates a manifest offline (`gantry
+// policy check --offline`) links neither the registry client's verifier
+// nor cosign: a command's start-up pays for the packages it links.
+package online
 
 import (
 	"fmt"
@@ -6,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gantry-dev/gantry/admission"
 	"github.com/gantry-dev/gantry/admission/images"
 	"github.com/gantry-dev/gantry/admission/verification"
 	"github.com/gantry-dev/gantry/audit"
@@ -14,12 +21,9 @@ import (
 	"github.com/gantry-dev/gantry/signer"
 )
 
-// BuildOptions say how Build wires the evaluator.
-type BuildOptions struct {
-	// Offline makes no registry call: tags are not resolved, image configs
-	// not read, signatures not verified (VerifySignatures must be off).
-	Offline bool
-	Log     *slog.Logger
+// Options say what Build attaches to the evaluator besides the registry.
+type Options struct {
+	Log *slog.Logger
 	// Registerer receives the metrics (nil: none).
 	Registerer prometheus.Registerer
 	// Audit receives exemption and break-glass records (nil: none).
@@ -29,15 +33,9 @@ type BuildOptions struct {
 // Build wires an Evaluator from the configuration: the registry client,
 // the image inspector, and the signer's verifier behind the verification
 // cache. Without admission.signerPolicy, signature checks fail closed.
-func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
+func Build(cfg *config.Config, o Options) (*admission.Evaluator, error) {
 	ac := cfg.Admission
-	opts := Options{Log: o.Log, Metrics: NewMetrics(o.Registerer), Audit: o.Audit}
-	if o.Offline {
-		if ac.VerifySignatures {
-			return nil, fmt.Errorf("offline: signatures cannot be verified without the registry; turn verification off (--verify-signatures=false)")
-		}
-		return New(ac, opts)
-	}
+	opts := admission.Options{Log: o.Log, Metrics: admission.NewMetrics(o.Registerer), Audit: o.Audit}
 	reg, err := oci.New(cfg.Registry)
 	if err != nil {
 		return nil, err
@@ -60,7 +58,7 @@ func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("admission.signerPolicy: %w", err)
 		}
-		vc := verification.NewCache(verification.FromSigner(v), verification.Options{
+		vc := verification.NewCache(signerVerifier{v}, verification.Options{
 			PositiveTTL: ac.Cache.PositiveTTL, NegativeTTL: ac.Cache.NegativeTTL, MaxEntries: ac.Cache.MaxEntries})
 		opts.Verifier = vc
 		if o.Registerer != nil {
@@ -78,5 +76,5 @@ func Build(cfg *config.Config, o BuildOptions) (*Evaluator, error) {
 			}
 		}
 	}
-	return New(ac, opts)
+	return admission.New(ac, opts)
 }
