@@ -41,7 +41,7 @@ func (t *Tenants) Validate() error {
 		if !validRepoName(repo) {
 			errs = append(errs, fmt.Sprintf("deploy.tenants.namespaces: %q is not owner/name", repo))
 		}
-		if ns := t.Namespaces[repo]; !dns1123Label.MatchString(ns) {
+		if ns := t.Namespaces[repo]; !isDNS1123Label(ns) {
 			errs = append(errs, fmt.Sprintf("deploy.tenants.namespaces[%s]: %q must be a DNS-1123 label", repo, ns))
 		}
 	}
