@@ -21,8 +21,9 @@ all: build
 
 ## build: bin/gantry, the command users type (help and version, then it execs
 ## the role binary of the command), and the role binaries beside it:
-## gantry-core (every command), gantry-admission and gantry-build (the same
-## code with only their commands linked; see cmd/gantry/main.go).
+## gantry-core (every command), gantry-admission, gantry-build and
+## gantry-policy (the same code with only their commands linked; see
+## cmd/gantry/main.go).
 ROLES := admission build policy
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry ./cmd/gantry

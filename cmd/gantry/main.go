@@ -5,6 +5,7 @@
 // implements it:
 //
 //	gantry-admission  admission, verify, policy   (no Trivy, BuildKit or Helm)
+//	gantry-policy     policy check                (no cosign or client-go; hands online checks to gantry-admission)
 //	gantry-build      build, lint                 (BuildKit's client, no Trivy or Kubernetes)
 //	gantry-core       every command; the fallback when the others are absent
 //
