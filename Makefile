@@ -24,12 +24,16 @@ all: build
 ## gantry-core (every command), gantry-admission, gantry-build and
 ## gantry-policy (the same code with only their commands linked; see
 ## cmd/gantry/main.go).
-ROLES := admission build policy
+## ROLES picks the narrower role binaries to build; those left out are
+## removed from BIN, so that a stale one never runs in place of gantry-core.
+ALL_ROLES := admission build policy
+ROLES := $(ALL_ROLES)
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry ./cmd/gantry
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/gantry-core ./cmd/gantry-core
 	@for r in $(ROLES); do echo "$(GO) build -tags gantry_role_$$r … -o $(BIN)/gantry-$$r ./cmd/gantry-core"; \
 	  $(GO) build -trimpath -tags gantry_role_$$r -ldflags "$(LDFLAGS)" -o $(BIN)/gantry-$$r ./cmd/gantry-core || exit 1; done
+	@rm -f $(addprefix $(BIN)/gantry-,$(filter-out $(ROLES),$(ALL_ROLES)))
 
 ## test: the whole suite, as CI runs it: start the test environment, lint, all tests.
 ## Lint runs beside the tests (they mostly wait on daemons and child
