@@ -5,7 +5,10 @@
 // itself and execs a role binary for the rest) and, as the baseline, the
 // same command lines given straight to gantry-core, the one binary that
 // links every command (what bin/gantry was before the split). With the test
-// environment up, `cosign version` is timed too, as context.
+// environment up, `cosign version` is timed too, as context. `policy check`
+// is also compared with its floor, psacheck (./psacheck): the same Pod
+// decoded and evaluated by Kubernetes' Pod Security evaluator and nothing
+// else, built here with make build's flags.
 //
 //	go run ./hack/bench/startup [-n 31] [-gantry bin/gantry]
 //
@@ -54,6 +57,9 @@ type cmdline struct {
 	args  []string
 	stdin string
 	exit  int
+	// floor, when set, is a minimal program doing the same work with the
+	// same libraries, measured beside the command (given stdin, no args).
+	floor string
 }
 
 func run(n int, front string) error {
@@ -63,16 +69,26 @@ func run(n int, front string) error {
 			return fmt.Errorf("%w (run make build first; make bench does)", err)
 		}
 	}
+	tmp, err := os.MkdirTemp("", "startup-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	psacheck := filepath.Join(tmp, "psacheck")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", psacheck, "./hack/bench/startup/psacheck")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building psacheck (run from the repository root): %v\n%s", err, out)
+	}
 	lines := []cmdline{
 		{name: "version", args: []string{"version"}},
 		{name: "verify --help", args: []string{"verify", "--help"}},
-		{name: "policy check --offline", args: []string{"policy", "check", "-f", "-", "--offline"}, stdin: pod},
+		{name: "policy check --offline", args: []string{"policy", "check", "-f", "-", "--offline"}, stdin: pod, floor: psacheck},
 	}
 	rep := report.New("startup")
 	fmt.Printf("%-26s %12s %12s %12s %12s\n", "command (median of runs)", "gantry", "peak", "gantry-core", "peak")
 	for _, l := range lines {
 		// Interleaved, so that load changes hit both alike.
-		var viaFront, viaCore []sample
+		var viaFront, viaCore, floor []sample
 		for range n {
 			s, err := measure(front, l)
 			if err != nil {
@@ -83,6 +99,12 @@ func run(n int, front string) error {
 				return err
 			}
 			viaCore = append(viaCore, s)
+			if l.floor != "" {
+				if s, err = measure(l.floor, cmdline{stdin: l.stdin}); err != nil {
+					return err
+				}
+				floor = append(floor, s)
+			}
 		}
 		fw, fm := medians(viaFront)
 		cw, cm := medians(viaCore)
@@ -102,6 +124,16 @@ func run(n int, front string) error {
 			return err
 		}
 		rep.Add(report.Figure{Name: "gantry-core " + l.name + " peak RSS", Kind: report.Process, Value: round1(mib(cm)), Unit: "MiB", Samples: n})
+		if l.floor != "" {
+			w, m := medians(floor)
+			fmt.Printf("%-26s %10.1fms %9.1fMiB (floor: %s)\n", "  "+filepath.Base(l.floor), ms(w), mib(m), l.name)
+			base := rep.Duration(filepath.Base(l.floor)+" wall", report.Process, w, n)
+			ratio := rep.Duration("gantry "+l.name+" wall vs "+filepath.Base(l.floor), report.Process, fw, n)
+			if err := rep.Compare(ratio, *base, ""); err != nil {
+				return err
+			}
+			rep.Add(report.Figure{Name: filepath.Base(l.floor) + " peak RSS", Kind: report.Process, Value: round1(mib(m)), Unit: "MiB", Samples: n})
+		}
 	}
 	if env, err := testenv.Open(); err == nil && env.Cosign != "" {
 		var cs []sample
