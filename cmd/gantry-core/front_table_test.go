@@ -28,12 +28,18 @@ const frontTablePath = "../gantry/commands.json"
 // gantry_role_build, gantry_role_policy); TestRoleBinaries builds each role
 // and checks that it answers for exactly these commands.
 var commandRoles = map[string]string{
-	"admission":    cmdtable.RoleAdmission,
-	"verify":       cmdtable.RoleAdmission,
-	"policy":       cmdtable.RoleAdmission,
-	"policy check": cmdtable.RolePolicy,
-	"build":        cmdtable.RoleBuild,
-	"lint":         cmdtable.RoleBuild,
+	"admission": cmdtable.RoleAdmission,
+	"verify":    cmdtable.RoleAdmission,
+	"policy":    cmdtable.RoleAdmission,
+	"build":     cmdtable.RoleBuild,
+	"lint":      cmdtable.RoleBuild,
+}
+
+// commandFlagRoles are the narrower roles that run a command when one of
+// its boolean flags is given (gantry_role_policy has `policy check`, which
+// it hands on to gantry-admission without --offline).
+var commandFlagRoles = map[string]map[string]string{
+	"policy check": {"--offline": cmdtable.RolePolicy},
 }
 
 // commandRole is the role of the command at path.
@@ -84,7 +90,7 @@ func frontTable(t *testing.T) []byte {
 		}
 		c.LocalFlags().VisitAll(add)
 		c.InheritedFlags().VisitAll(add)
-		tab.Commands[path] = cmdtable.Command{Role: commandRole(path), Runnable: c.Runnable(), Help: out, Flags: flags}
+		tab.Commands[path] = cmdtable.Command{Role: commandRole(path), FlagRoles: commandFlagRoles[path], Runnable: c.Runnable(), Help: out, Flags: flags}
 		for _, sub := range c.Commands() {
 			walk(sub)
 		}
@@ -123,6 +129,11 @@ func TestFrontCommandTable(t *testing.T) {
 	tab, err := cmdtable.Parse(got)
 	if err != nil {
 		t.Fatalf("the generated table does not parse: %v", err)
+	}
+	for path := range commandFlagRoles {
+		if _, ok := tab.Commands[path]; !ok {
+			t.Errorf("commandFlagRoles names %q, which is not a command", path)
+		}
 	}
 	for path := range commandRoles {
 		if _, ok := tab.Commands[path]; !ok {

@@ -5,7 +5,7 @@
 // implements it:
 //
 //	gantry-admission  admission, verify, policy   (no Trivy, BuildKit or Helm)
-//	gantry-policy     policy check                (no cosign or client-go; hands online checks to gantry-admission)
+//	gantry-policy     policy check --offline      (no cosign, client-go or registry client)
 //	gantry-build      build, lint                 (BuildKit's client, no Trivy or Kubernetes)
 //	gantry-core       every command; the fallback when the others are absent
 //
@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer, env []string, exec execFunc) i
 		fmt.Fprintf(stderr, "gantry: %v\n", err)
 		return exitFailure
 	}
-	bin, err := rolebin.Find(front, tab.Role(r.Path))
+	bin, err := rolebin.Find(front, tab.RouteRole(r))
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry: %v\n", err)
 		return exitFailure

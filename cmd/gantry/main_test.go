@@ -108,7 +108,7 @@ func TestRolesRunInPlaceOfTheFront(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bin := buildFront(t, dir)
-	for _, r := range []string{"core", "admission", "build"} {
+	for _, r := range []string{"core", "admission", "build", "policy"} {
 		standIn(t, dir, r)
 	}
 	env := []string{"PATH=/usr/bin:/bin"}
@@ -119,7 +119,11 @@ func TestRolesRunInPlaceOfTheFront(t *testing.T) {
 	}{
 		// Arguments reach the role binary unchanged, flags and all.
 		{[]string{"--config", "c.yaml", "verify", "img@sha256:1", "-o", "json"}, nil, "admission --config c.yaml verify img@sha256:1 -o json"},
-		{[]string{"policy", "check", "-f", "-", "--offline"}, nil, "admission policy check -f - --offline"},
+		// An offline check runs in gantry-policy; one that needs the
+		// registry, or that the table cannot read, in gantry-admission.
+		{[]string{"policy", "check", "-f", "-", "--offline"}, nil, "policy policy check -f - --offline"},
+		{[]string{"policy", "check", "-f", "-"}, nil, "admission policy check -f -"},
+		{[]string{"policy", "check", "-f", "-", "--offline=false"}, nil, "admission policy check -f - --offline=false"},
 		{[]string{"lint", "Dockerfile"}, nil, "build lint Dockerfile"},
 		{[]string{"scan", "img"}, nil, "core scan img"},
 		{[]string{"serve", "--config", "x"}, nil, "core serve --config x"},

@@ -48,6 +48,10 @@ type Command struct {
 	// Flags the command accepts, its own and inherited, by spelling
 	// ("--name", "-n"), true when the flag takes a value.
 	Flags map[string]bool `json:"flags"`
+	// FlagRoles are narrower roles that can run the command when a
+	// boolean flag is given (`policy check --offline` needs no registry
+	// client: gantry-policy runs it), by the flag's spelling.
+	FlagRoles map[string]string `json:"flagRoles,omitempty"`
 }
 
 // Parse reads a table and checks that it can route: a root, a known role
@@ -68,6 +72,14 @@ func Parse(b []byte) (*Table, error) {
 		case RoleCore, RoleAdmission, RoleBuild, RolePolicy:
 		default:
 			return nil, fmt.Errorf("command table: %q: unknown role %q", path, c.Role)
+		}
+		for flag, role := range c.FlagRoles {
+			if takes, ok := c.Flags[flag]; !ok || takes {
+				return nil, fmt.Errorf("command table: %q: flag role for %q, which is not a boolean flag of the command", path, flag)
+			}
+			if !rolebin.Implements(c.Role, role) {
+				return nil, fmt.Errorf("command table: %q: flag role %q is not narrower than %q", path, role, c.Role)
+			}
 		}
 		if path == "" {
 			continue
@@ -195,6 +207,25 @@ func (t *Table) Role(path string) string {
 		return c.Role
 	}
 	return RoleCore
+}
+
+// RouteRole is the narrowest role binary that runs r: the command's
+// role, or a narrower one its flags allow. Only a certain route can be
+// narrowed: what the table could not read goes to the command's role.
+func (t *Table) RouteRole(r Route) string {
+	c, ok := t.Commands[r.Path]
+	if !ok {
+		return RoleCore
+	}
+	if !r.Certain {
+		return c.Role
+	}
+	for _, f := range r.Flags {
+		if role, ok := c.FlagRoles[f.Name]; ok {
+			return role
+		}
+	}
+	return c.Role
 }
 
 func (t *Table) has(path string) bool {

@@ -23,12 +23,13 @@ func testTable(t testing.TB) *Table {
 		return m
 	}
 	tab := Table{Commands: map[string]Command{
-		"":             {Role: RoleCore, Help: "root help\n", Flags: with(nil)},
-		"version":      {Role: RoleCore, Runnable: true, Help: "version help\n", Flags: with(map[string]bool{"-o": true, "--output": true})},
-		"verify":       {Role: RoleAdmission, Runnable: true, Help: "verify help\n", Flags: with(map[string]bool{"--policy": true, "-o": true, "--output": true})},
-		"policy":       {Role: RoleAdmission, Help: "policy help\n", Flags: with(nil)},
-		"policy check": {Role: RoleAdmission, Runnable: true, Help: "check help\n", Flags: with(map[string]bool{"-f": true, "--filename": true, "--offline": false})},
-		"help":         {Role: RoleCore, Runnable: true, Help: "help help\n", Flags: with(nil)},
+		"":        {Role: RoleCore, Help: "root help\n", Flags: with(nil)},
+		"version": {Role: RoleCore, Runnable: true, Help: "version help\n", Flags: with(map[string]bool{"-o": true, "--output": true})},
+		"verify":  {Role: RoleAdmission, Runnable: true, Help: "verify help\n", Flags: with(map[string]bool{"--policy": true, "-o": true, "--output": true})},
+		"policy":  {Role: RoleAdmission, Help: "policy help\n", Flags: with(nil)},
+		"policy check": {Role: RoleAdmission, Runnable: true, Help: "check help\n", Flags: with(map[string]bool{"-f": true, "--filename": true, "--offline": false}),
+			FlagRoles: map[string]string{"--offline": RolePolicy}},
+		"help": {Role: RoleCore, Runnable: true, Help: "help help\n", Flags: with(nil)},
 	}}
 	b, err := json.Marshal(tab)
 	if err != nil {
@@ -131,4 +132,43 @@ func FuzzRoute(f *testing.F) {
 			t.Fatalf("Route(%q): certain, no help, but %q is a group", line, r.Path)
 		}
 	})
+}
+
+// A flag narrows the role only when the table read the whole command line
+// and the flag is given plainly (--offline=false is not read: uncertain).
+func TestRouteRole(t *testing.T) {
+	tab := testTable(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "check", "-f", "-"}, RoleAdmission},
+		{[]string{"policy", "check", "-f", "-", "--offline"}, RolePolicy},
+		{[]string{"--offline", "policy", "check"}, RoleCore}, // not a root flag: unread, core's cobra refuses it
+		{[]string{"policy", "check", "--offline=false"}, RoleAdmission},
+		{[]string{"policy", "check", "--offline=true"}, RoleAdmission},
+		{[]string{"policy", "check", "--offline", "--no-such-flag"}, RoleAdmission},
+		{[]string{"verify", "img"}, RoleAdmission},
+		{[]string{"version"}, RoleCore},
+	} {
+		if got := tab.RouteRole(tab.Route(tc.args)); got != tc.want {
+			t.Errorf("%q: role %s, want %s", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestParseRefusesBadFlagRoles(t *testing.T) {
+	for name, c := range map[string]Command{
+		"value flag":   {Role: RoleAdmission, Flags: map[string]bool{"-f": true}, FlagRoles: map[string]string{"-f": RolePolicy}},
+		"no flag":      {Role: RoleAdmission, Flags: map[string]bool{}, FlagRoles: map[string]string{"--offline": RolePolicy}},
+		"not narrower": {Role: RoleBuild, Flags: map[string]bool{"--offline": false}, FlagRoles: map[string]string{"--offline": RolePolicy}},
+	} {
+		b, err := json.Marshal(Table{Commands: map[string]Command{"": {Role: RoleCore}, "x": c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(b); err == nil || !strings.Contains(err.Error(), "flag role") {
+			t.Errorf("%s: Parse = %v, want a flag role error", name, err)
+		}
+	}
 }
