@@ -173,7 +173,7 @@ func New(cfg config.Admission, o Options) (*Evaluator, error) {
 		o.Now = time.Now
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics(nil)
+		o.Metrics = NewMetrics()
 	}
 	if cfg.VerifySignatures && o.Verifier == nil {
 		o.Verifier = verification.Disabled{}
@@ -239,8 +239,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 		// Whatever the mode or exemptions: the annotation exists only to
 		// override them.
 		d.Violations = []Violation{*bg.refused}
-		e.o.Metrics.violations.WithLabelValues(RuleBreakGlass, mode).Inc()
-		e.o.Metrics.breakGlassRefused.Inc()
+		e.o.Metrics.violation(RuleBreakGlass, mode)
+		e.o.Metrics.breakGlassRefused.Add(1)
 		e.o.Log.Warn("admission break-glass annotation refused", "object", d.Object, "user", req.Username, "reason", bg.refused.Message)
 		records = append(records, breakGlassEvent(req, &d, bg.value, "", bg.refused.Message, d.Violations))
 		return d
@@ -290,7 +290,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 	d.Violations = vios
 	for _, u := range used {
 		d.Exempt = append(d.Exempt, u.String())
-		e.o.Metrics.exemptions.Inc()
+		e.o.Metrics.exemptions.Add(1)
 		e.o.Log.Info("admission exemption applied", "object", d.Object, "user", req.Username, "exemption", u.String())
 		records = append(records, exemptionEvent(req, &d, u))
 	}
@@ -307,12 +307,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, req Request) Decision {
 		return d
 	}
 	for _, v := range vios {
-		e.o.Metrics.violations.WithLabelValues(v.Rule, mode).Inc()
+		e.o.Metrics.violation(v.Rule, mode)
 	}
 	if bg.until != "" {
 		d.Allowed, d.BreakGlass = true, bg.until
 		d.Notes = append(d.Notes, "break-glass: admitted despite "+plural(len(vios), "violation")+" until "+bg.until)
-		e.o.Metrics.breakGlass.Inc()
+		e.o.Metrics.breakGlass.Add(1)
 		e.o.Log.Warn("admission break-glass used", "object", d.Object, "user", req.Username, "until", bg.until,
 			"violations", violationStrings(vios))
 		records = append(records, breakGlassEvent(req, &d, bg.value, bg.until, "", vios))

@@ -118,7 +118,7 @@ func (e *Evaluator) record(ctx context.Context, events []audit.Event) {
 	defer cancel()
 	for _, ev := range events {
 		if err := e.o.Audit.Record(ctx, ev); err != nil {
-			e.o.Metrics.auditFailures.Inc()
+			e.o.Metrics.auditFailures.Add(1)
 			e.o.Log.Error("admission audit record failed", "action", ev.Action, "object", ev.Target, "err", err)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/gantry-dev/gantry/admission/objects"
@@ -188,7 +187,7 @@ func TestAuditFailureKeepsDecision(t *testing.T) {
 			if !d.Allowed || len(d.Exempt) != 1 {
 				t.Fatalf("decision changed by the audit failure: %+v", d)
 			}
-			if n := testutil.ToFloat64(e.Metrics().auditFailures); n != 1 {
+			if n := e.Metrics().AuditFailures(); n != 1 {
 				t.Fatalf("audit failures counted %v, want 1", n)
 			}
 		})

@@ -1,43 +1,68 @@
 package admission
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
 
-// Metrics are the evaluator's Prometheus collectors.
+// Metrics count what the evaluator finds. They are plain counters, not a
+// metrics library's, so that what evaluates a manifest offline (`gantry
+// policy check --offline`) links none; package online exports them to
+// Prometheus for the webhook.
 type Metrics struct {
-	violations        *prometheus.CounterVec
-	exemptions        prometheus.Counter
-	breakGlass        prometheus.Counter
-	breakGlassRefused prometheus.Counter
-	auditFailures     prometheus.Counter
+	mu         sync.Mutex
+	violations map[ViolationKey]uint64
+
+	exemptions, breakGlass, breakGlassRefused, auditFailures atomic.Uint64
 }
 
-// NewMetrics creates the collectors and registers them with reg (nil: not
-// registered, for tests and `gantry policy check`).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gantry_admission_violations_total",
-			Help: "Rule violations found, by rule and namespace mode (enforce, warn, audit).",
-		}, []string{"rule", "mode"}),
-		exemptions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gantry_admission_exemptions_total",
-			Help: "Exemptions applied to admission requests.",
-		}),
-		breakGlass: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gantry_admission_break_glass_total",
-			Help: "Requests admitted by a valid break-glass annotation despite violations.",
-		}),
-		breakGlassRefused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gantry_admission_break_glass_refused_total",
-			Help: "Break-glass annotations refused (set, extended or carried into a changed pod spec by a user not in a break-glass group, or not a valid expiry).",
-		}),
-		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gantry_admission_audit_failures_total",
-			Help: "Audit records (exemptions, break-glass) that could not be written; the decision stands, the record is missing.",
-		}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.violations, m.exemptions, m.breakGlass, m.breakGlassRefused, m.auditFailures)
-	}
-	return m
+// ViolationKey labels a violation count.
+type ViolationKey struct {
+	Rule string
+	// Mode is the namespace's mode: enforce, warn or audit.
+	Mode string
 }
+
+// ViolationCount is one labelled count.
+type ViolationCount struct {
+	ViolationKey
+	N uint64
+}
+
+// NewMetrics returns zeroed counters.
+func NewMetrics() *Metrics { return &Metrics{violations: map[ViolationKey]uint64{}} }
+
+func (m *Metrics) violation(rule, mode string) {
+	m.mu.Lock()
+	m.violations[ViolationKey{rule, mode}]++
+	m.mu.Unlock()
+}
+
+// Violations are the violation counts so far, by rule and mode, sorted.
+func (m *Metrics) Violations() []ViolationCount {
+	m.mu.Lock()
+	out := make([]ViolationCount, 0, len(m.violations))
+	for k, n := range m.violations {
+		out = append(out, ViolationCount{k, n})
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b ViolationCount) int {
+		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Mode, b.Mode))
+	})
+	return out
+}
+
+// Exemptions counts exemptions applied to requests.
+func (m *Metrics) Exemptions() uint64 { return m.exemptions.Load() }
+
+// BreakGlass counts requests admitted by a valid break-glass annotation
+// despite violations.
+func (m *Metrics) BreakGlass() uint64 { return m.breakGlass.Load() }
+
+// BreakGlassRefused counts break-glass annotations refused.
+func (m *Metrics) BreakGlassRefused() uint64 { return m.breakGlassRefused.Load() }
+
+// AuditFailures counts audit records that could not be written.
+func (m *Metrics) AuditFailures() uint64 { return m.auditFailures.Load() }

@@ -220,7 +220,7 @@ func (e *Evaluator) refuseMutation(m Mutation) Mutation {
 	m.Allowed = false
 	sortViolations(m.Violations)
 	for _, v := range m.Violations {
-		e.o.Metrics.violations.WithLabelValues(v.Rule, m.Mode).Inc()
+		e.o.Metrics.violation(v.Rule, m.Mode)
 	}
 	e.o.Log.Info("admission denied (tag resolution)", "object", m.Object, "violations", violationStrings(m.Violations))
 	return m

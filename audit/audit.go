@@ -74,8 +74,9 @@ func ByPrincipal(e Event, p auth.Principal) Event {
 
 const maxValue = 512
 
-// sanitize sets defaults, drops secret-looking details and bounds sizes.
-func sanitize(e Event, now time.Time) Event {
+// Sanitize sets defaults, drops secret-looking details and bounds sizes:
+// what every sink does to an event before it writes it.
+func Sanitize(e Event, now time.Time) Event {
 	if e.Time.IsZero() {
 		e.Time = now
 	}
@@ -139,7 +140,7 @@ func OpenFile(path string) (*File, error) {
 
 // Record implements Sink.
 func (l *File) Record(_ context.Context, e Event) error {
-	b, err := Marshal(sanitize(e, l.now()))
+	b, err := Marshal(Sanitize(e, l.now()))
 	if err != nil {
 		return err
 	}

@@ -2,22 +2,15 @@ package audit_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/audit"
 	"github.com/gantry-dev/gantry/audit/audittest"
 	"github.com/gantry-dev/gantry/auth"
-	"github.com/gantry-dev/gantry/internal/natstest"
-	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
 func TestFile(t *testing.T) {
@@ -94,59 +87,5 @@ func TestFile(t *testing.T) {
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("audit log mode: %v %v", fi, err)
-	}
-}
-
-func TestJetStream(t *testing.T) {
-	env := testenv.Require(t)
-	srv := natstest.Start(t, env.NATSServer, "")
-	nc, err := nats.Connect(srv.URL, nats.Timeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sink, err := audit.NewJetStream(ctx, js, 1, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []audit.Event{
-		{Action: audit.ActionAdmissionBreakGlass, Actor: "alice", Target: "fn/Deployment/hello", Details: map[string]string{"secretRef": "x"}},
-		{Action: "weird action!", Actor: "bob"},
-	} {
-		if err := sink.Record(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stream, err := js.Stream(ctx, audit.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := stream.GetMsg(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e audit.Event
-	if err := json.Unmarshal(msg.Data, &e); err != nil || e.Actor != "alice" || msg.Subject != "gantry.audit.admission.breakglass" || e.Details["secretRef"] != "" {
-		t.Fatalf("%s %s %+v %v", msg.Subject, msg.Data, e, err)
-	}
-	msg2, err := stream.GetMsg(ctx, 2)
-	if err != nil || msg2.Subject != "gantry.audit.weird_action_" {
-		t.Fatalf("%v %v", msg2, err)
-	}
-	// Append-only: deleting or purging is refused by the server.
-	if err := stream.DeleteMsg(ctx, 1); err == nil {
-		t.Fatal("deleting an audit record succeeded")
-	}
-	if err := stream.Purge(ctx); err == nil {
-		t.Fatal("purging the audit stream succeeded")
-	}
-	if info, _ := stream.Info(ctx); info.State.Msgs != 2 {
-		t.Fatalf("%d records left", info.State.Msgs)
 	}
 }

@@ -35,7 +35,10 @@ type Options struct {
 // cache. Without admission.signerPolicy, signature checks fail closed.
 func Build(cfg *config.Config, o Options) (*admission.Evaluator, error) {
 	ac := cfg.Admission
-	opts := admission.Options{Log: o.Log, Metrics: admission.NewMetrics(o.Registerer), Audit: o.Audit}
+	opts := admission.Options{Log: o.Log, Metrics: admission.NewMetrics(), Audit: o.Audit}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(newMetricsCollector(opts.Metrics))
+	}
 	reg, err := oci.New(cfg.Registry)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/audit"
+	auditstream "github.com/gantry-dev/gantry/audit/stream"
 	"github.com/gantry-dev/gantry/internal/natstest"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -91,7 +92,7 @@ admission:
 			file := strings.TrimSpace(readFile(t, filepath.Join(dir, "data", "audit.jsonl")))
 			check("audit.jsonl", strings.Split(file, "\n"))
 			if natsURL != "" {
-				check("stream "+audit.StreamName, streamRecords(t, natsURL, len(want)))
+				check("stream "+auditstream.Name, streamRecords(t, natsURL, len(want)))
 			}
 		})
 	}
@@ -156,9 +157,9 @@ func streamRecords(t *testing.T, url string, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, audit.StreamName)
+	s, err := js.Stream(ctx, auditstream.Name)
 	if err != nil {
-		t.Fatalf("stream %s: %v", audit.StreamName, err)
+		t.Fatalf("stream %s: %v", auditstream.Name, err)
 	}
 	var out []string
 	for seq := uint64(1); ; seq++ {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/audit"
+	auditstream "github.com/gantry-dev/gantry/audit/stream"
 	"github.com/gantry-dev/gantry/pipelines"
 )
 
@@ -29,19 +30,19 @@ func openAuditSink(ctx context.Context, a *app, js jetstream.JetStream) (audit.S
 		sinks, close = append(sinks, f), func() { _ = f.Close() }
 	}
 	if js != nil && cfg.Audit.Stream {
-		var s *audit.JetStream
+		var s *auditstream.Sink
 		var err error
 		if cfg.Queue.Provisioned {
-			s, err = audit.BindJetStream(ctx, js) // created by `gantry queue setup`
+			s, err = auditstream.Bind(ctx, js) // created by `gantry queue setup`
 		} else {
-			s, err = audit.NewJetStream(ctx, js, cfg.Queue.Replicas, cfg.Audit.StreamMaxAge)
+			s, err = auditstream.New(ctx, js, cfg.Queue.Replicas, cfg.Audit.StreamMaxAge)
 		}
 		if err != nil {
 			close()
 			return nil, nil, err
 		}
 		sinks = append(sinks, s)
-		a.log.Info("audit records also go to the JetStream stream", "stream", audit.StreamName)
+		a.log.Info("audit records also go to the JetStream stream", "stream", auditstream.Name)
 	}
 	switch len(sinks) {
 	case 0:

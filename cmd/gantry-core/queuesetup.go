@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/gantry-dev/gantry/audit"
+	auditstream "github.com/gantry-dev/gantry/audit/stream"
 	"github.com/gantry-dev/gantry/pipelines"
 )
 
@@ -36,7 +36,7 @@ func queueCmd(a *app) *cobra.Command {
 			var extra func(context.Context, jetstream.JetStream) error
 			if a.cfg.Audit.Stream {
 				extra = func(ctx context.Context, js jetstream.JetStream) error {
-					_, err := audit.NewJetStream(ctx, js, c.Replicas, a.cfg.Audit.StreamMaxAge)
+					_, err := auditstream.New(ctx, js, c.Replicas, a.cfg.Audit.StreamMaxAge)
 					return err
 				}
 			}

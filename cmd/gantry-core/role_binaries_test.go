@@ -23,7 +23,8 @@ var roleExcludes = map[string][]string{
 	cmdtable.RoleAdmission: {"github.com/aquasecurity/", "github.com/moby/buildkit/", "helm.sh/"},
 	cmdtable.RoleBuild:     {"github.com/aquasecurity/", "helm.sh/", "k8s.io/client-go/", "github.com/sigstore/"},
 	cmdtable.RolePolicy: {"github.com/aquasecurity/", "github.com/moby/buildkit/", "helm.sh/", "k8s.io/client-go/",
-		"github.com/sigstore/", "github.com/gantry-dev/gantry/admission/online", "github.com/gantry-dev/gantry/signer"},
+		"github.com/sigstore/", "github.com/gantry-dev/gantry/admission/online", "github.com/gantry-dev/gantry/signer",
+		"github.com/nats-io/", "github.com/prometheus/"},
 }
 
 func TestRoleBinariesLinkOnlyTheirRole(t *testing.T) {

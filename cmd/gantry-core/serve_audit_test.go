@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/audit"
+	auditstream "github.com/gantry-dev/gantry/audit/stream"
 	"github.com/gantry-dev/gantry/internal/natstest"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
@@ -54,7 +55,7 @@ func TestServeAuditOnExternalQueue(t *testing.T) {
 				t.Fatalf("audit.jsonl:\n%s", file)
 			}
 			if natsURL == "" {
-				if strings.Contains(readFile(t, p.logFile), audit.StreamName) {
+				if strings.Contains(readFile(t, p.logFile), auditstream.Name) {
 					t.Fatal("embedded queue: audit records must not go to a stream")
 				}
 				return
@@ -67,15 +68,15 @@ func TestServeAuditOnExternalQueue(t *testing.T) {
 			}
 			defer nc.Close()
 			js, _ := jetstream.New(nc)
-			s, err := js.Stream(ctx, audit.StreamName)
+			s, err := js.Stream(ctx, auditstream.Name)
 			if err != nil {
-				t.Fatalf("no %s stream on the external server: %v\n%s", audit.StreamName, err, readFile(t, p.logFile))
+				t.Fatalf("no %s stream on the external server: %v\n%s", auditstream.Name, err, readFile(t, p.logFile))
 			}
 			m, err := s.GetMsg(ctx, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Subject != audit.SubjectPrefix+audit.ActionRunCancel || !isCancel(string(m.Data)) {
+			if m.Subject != auditstream.SubjectPrefix+audit.ActionRunCancel || !isCancel(string(m.Data)) {
 				t.Fatalf("stream record on %s: %s", m.Subject, m.Data)
 			}
 			if err := s.DeleteMsg(ctx, 1); err == nil {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/audit"
+	auditstream "github.com/gantry-dev/gantry/audit/stream"
 	"github.com/gantry-dev/gantry/internal/natstest"
 	"github.com/gantry-dev/gantry/internal/testenv"
 	"github.com/gantry-dev/gantry/pipelines"
@@ -280,7 +281,7 @@ func TestChartNATSRoles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	setup := func(ctx context.Context, js jetstream.JetStream) error {
-		_, err := audit.NewJetStream(ctx, js, 1, time.Hour)
+		_, err := auditstream.New(ctx, js, 1, time.Hour)
 		return err
 	}
 	if err := pipelines.Setup(ctx, pipelines.Options{Connection: cn.conn("admin"), Replicas: 1}, setup); err != nil {
@@ -387,7 +388,7 @@ func TestChartNATSRoles(t *testing.T) {
 			return err
 		}},
 		{"receiver", "write an audit record", func(ctx context.Context) error {
-			s, err := audit.BindJetStream(ctx, recvJS)
+			s, err := auditstream.Bind(ctx, recvJS)
 			if err != nil {
 				return err
 			}
@@ -563,7 +564,7 @@ func TestChartNATSCluster(t *testing.T) {
 	// Setup as the chart's Job does; retried until the cluster has elected
 	// its JetStream meta leader.
 	setupAudit := func(ctx context.Context, js jetstream.JetStream) error {
-		_, err := audit.NewJetStream(ctx, js, replicas, time.Hour)
+		_, err := auditstream.New(ctx, js, replicas, time.Hour)
 		return err
 	}
 	deadline := time.Now().Add(45 * time.Second)
