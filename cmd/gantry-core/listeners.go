@@ -1,3 +1,5 @@
+//go:build !gantry_role_build
+
 package main
 
 import (

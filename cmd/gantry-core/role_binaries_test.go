@@ -20,7 +20,11 @@ import (
 // makes the role worth a binary of its own.
 var roleExcludes = map[string][]string{
 	cmdtable.RoleAdmission: {"github.com/aquasecurity/", "github.com/moby/buildkit/", "helm.sh/"},
-	cmdtable.RoleBuild:     {"github.com/aquasecurity/", "helm.sh/", "k8s.io/client-go/", "github.com/sigstore/"},
+	// A build is a client of buildkitd and the registry, no server: no
+	// queue (NATS), no metrics registry (Prometheus), whose package init
+	// every `gantry build` would pay for.
+	cmdtable.RoleBuild: {"github.com/aquasecurity/", "helm.sh/", "k8s.io/client-go/", "github.com/sigstore/",
+		"github.com/nats-io/", "github.com/prometheus/", "encoding/gob"},
 }
 
 func TestRoleBinariesLinkOnlyTheirRole(t *testing.T) {
