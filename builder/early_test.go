@@ -144,7 +144,7 @@ func TestEarlyReadBack(t *testing.T) {
 			dList, nil, dList, true},
 		{"push not reported done: no early read", provenanceStatuses(), dList, nil, "", false},
 		{"single manifest, no index", []*client.SolveStatus{
-			status(true, "exporting manifest " + dImage), status(true, "exporting config " + dOther),
+			status(true, "exporting manifest "+dImage), status(true, "exporting config "+dOther),
 			status(true, "pushing manifest for registry.example/app:v1")}, dImage, nil, dImage, true},
 		// The result names only what Solve returned: a read of another
 		// digest is discarded (and the read-back runs for the right one).
