@@ -17,13 +17,15 @@
 // the start-up time of the binaries alone (`gantry-build version` and
 // `buildctl --version`).
 //
-// Every round runs each tool once cold and once warm, all tools in turn,
-// the first one rotating, so that drift on the machine touches them alike;
-// a ratio is that of the medians over the rounds. Its spread is printed
-// beside it: a 90% interval from a paired bootstrap over the rounds (p05,
-// p95, also as JSON lines) and the ratio over each half of the rounds. A
-// target is shown met when the ratio is within it; when the interval's
-// upper end is not, the table says so: the run cannot tell. The processes'
+// Every round runs each tool once cold and once warm, each tool next to the
+// one it is compared with, who goes first alternating, so that drift on
+// the machine touches both sides alike; a ratio is that of the medians
+// over the rounds. Its spread is printed beside it: a 90% interval from a
+// bootstrap over the rounds, the median of the per-round ratios (the two
+// ran back to back: the least touched by load that comes and goes) with
+// its interval, both also as JSON lines, and the ratio over each half of
+// the rounds. A target is shown met when the ratio is within it; when the
+// interval's upper end is not, the table says so: the run cannot tell. The processes'
 // CPU time (user+sys, from wait4) is compared too, since on a shared
 // machine it moves less than the wall time; the load average is printed
 // at the start and the end.
@@ -36,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -177,12 +180,23 @@ func run(runs int, gantryBin string) error {
 	}
 	cases := []string{"cold", "warm"}
 	samples := [2][][]sample{make([][]sample, len(tools)), make([][]sample, len(tools))}
-	// Interleave tools in every round, and rotate which goes first, so
-	// that drift on the machine (other builds, page cache) and the order
-	// affect all of them alike.
+	// Every tool in every round, each next to what it is compared with
+	// (buildctl between the two gantry processes, the two libraries side by
+	// side), who goes first alternating from round to round, and the
+	// processes and the libraries taking turns at the start: load on the
+	// machine (other builds, page cache) touches the two sides of a ratio
+	// alike.
 	for r := range runs {
-		for k := range tools {
-			ti := (k + r) % len(tools)
+		procs, libs := []int{gantryProc, buildctl, gantryRole}, []int{gantryLib, rawLib}
+		if r%2 == 1 {
+			slices.Reverse(procs)
+			slices.Reverse(libs)
+		}
+		order := append(procs, libs...)
+		if (r/2)%2 == 1 {
+			order = append(libs, procs...)
+		}
+		for _, ti := range order {
 			tl := tools[ti]
 			nonce := fmt.Sprintf("%s-%d-%d", tl.name, r, stamp)
 			for ci, c := range cases { // the same nonce twice: cold, then warm
@@ -231,9 +245,12 @@ func run(runs int, gantryBin string) error {
 		for _, q := range []struct {
 			name string
 			v    float64
-		}{{"p05", sp.Lo}, {"p95", sp.Hi}} {
-			rep.Add(report.Figure{Name: f.Name + ", ratio " + q.name + " (paired bootstrap over rounds)", Kind: f.Kind,
-				Value: round4(q.v), Unit: "ratio", Samples: len(a)})
+		}{
+			{"ratio p05 (bootstrap over rounds)", sp.Lo}, {"ratio p95 (bootstrap over rounds)", sp.Hi},
+			{"per-round ratio, median", sp.Paired},
+			{"per-round ratio, p05 (bootstrap over rounds)", sp.PLo}, {"per-round ratio, p95 (bootstrap over rounds)", sp.PHi},
+		} {
+			rep.Add(report.Figure{Name: f.Name + ", " + q.name, Kind: f.Kind, Value: round4(q.v), Unit: "ratio", Samples: len(a)})
 		}
 		return nil
 	}
@@ -279,26 +296,30 @@ func run(runs int, gantryBin string) error {
 
 	fmt.Printf("\nmedians of %d rounds (start-up: %d), same buildkitd (%s), push by digest, provenance mode=max\n", runs, 3*runs, env.BuildkitAddr)
 	fmt.Printf("load average %s at the start, %s at the end; %s in all\n\n", loadStart, loadEnd, took.Round(time.Second))
-	fmt.Printf("%-5s %-52s %-10s %9s %7s %-13s %-11s %s\n", "case", "figure", "kind", "median", "ratio", "90% interval", "halves", "target")
+	fmt.Printf("%-5s %-45s %-10s %9s %7s %-11s %-6s %-11s %-11s %s\n", "case", "figure", "kind", "median", "ratio", "90%", "paired", "90%", "halves", "target")
 	for _, r := range rows {
-		ratio, interval, halves, target := "", "", "", ""
+		ratio, interval, paired, pinterval, halves, target := "", "", "", "", "", ""
 		if r.fig.Ratio != nil {
 			ratio = fmt.Sprintf("%.3fx", *r.fig.Ratio)
 		}
 		if sp := r.spread; sp != nil {
-			interval = fmt.Sprintf("%.3f-%.3f", sp.Lo, sp.Hi)
-			halves = fmt.Sprintf("%.3f/%.3f", sp.First, sp.Second)
+			interval = fmt.Sprintf("%.2f-%.2f", sp.Lo, sp.Hi)
+			paired = fmt.Sprintf("%.3f", sp.Paired)
+			pinterval = fmt.Sprintf("%.2f-%.2f", sp.PLo, sp.PHi)
+			halves = fmt.Sprintf("%.2f/%.2f", sp.First, sp.Second)
 			if r.fig.Target != nil {
 				target = *r.fig.Target + " " + map[bool]string{true: "met", false: "NOT met"}[*r.fig.Met]
 				if *r.fig.Met && !withinUpper(sp.Hi, *r.fig.Target) {
-					target += " (p95 above: not shown by this run)"
+					target += " (p95 above: not shown)"
 				}
 			}
 		}
 		name := strings.TrimSuffix(r.fig.Name, ", "+r.cs)
 		name = strings.Replace(name, ", "+r.cs+",", ",", 1)
-		fmt.Printf("%-5s %-52s %-10s %7.1fms %7s %-13s %-11s %s\n", r.cs, name, r.fig.Kind, r.fig.Value, ratio, interval, halves, target)
+		fmt.Printf("%-5s %-45s %-10s %7.1fms %7s %-11s %-6s %-11s %-11s %s\n", r.cs, name, r.fig.Kind, r.fig.Value, ratio, interval, paired, pinterval, halves, target)
 	}
+	fmt.Println("ratio: of the medians; 90%: its bootstrap interval over rounds; paired: median of the per-round ratios (the two ran")
+	fmt.Println("back to back), and its interval; halves: ratio of medians over each half of the rounds")
 	fmt.Println("targets: gantry build process <= 1.05x buildctl build; builder.Build <= 1.05x client.Solve")
 	fmt.Println()
 	return rep.WriteJSON(os.Stdout)

@@ -18,6 +18,10 @@ type spread struct {
 	// First and Second are the ratio of medians over the first and the
 	// second half of the rounds: drift during the run shows as a gap.
 	First, Second float64
+	// Paired is the median of the per-round ratios a[i]/b[i]: the two ran
+	// back to back, so load that comes and goes touches both; PLo and PHi
+	// bound its central 90% over the same resamples.
+	Paired, PLo, PHi float64
 }
 
 // bootstrapResamples is how many resamples the interval is drawn from.
@@ -38,19 +42,44 @@ func ratioSpread(a, b []time.Duration) spread {
 		s.First, s.Second = ratioOfMedians(a[:h], b[:h]), ratioOfMedians(a[h:], b[h:])
 	}
 	rng := rand.New(rand.NewPCG(uint64(n), 0x6a6e7472795f6263))
+	per := make([]float64, n)
+	for i := range n {
+		if b[i] > 0 {
+			per[i] = float64(a[i]) / float64(b[i])
+		}
+	}
+	s.Paired = medianFloat(per)
 	ra, rb := make([]time.Duration, n), make([]time.Duration, n)
+	rp := make([]float64, n)
 	ratios := make([]float64, bootstrapResamples)
+	paired := make([]float64, bootstrapResamples)
 	for i := range ratios {
 		for j := range n {
 			k := rng.IntN(n)
-			ra[j], rb[j] = a[k], b[k]
+			ra[j], rb[j], rp[j] = a[k], b[k], per[k]
 		}
 		ratios[i] = ratioOfMedians(ra, rb)
+		paired[i] = medianFloat(rp)
 	}
 	slices.Sort(ratios)
-	s.Lo = ratios[bootstrapResamples*5/100]
-	s.Hi = ratios[bootstrapResamples*95/100-1]
+	slices.Sort(paired)
+	lo, hi := bootstrapResamples*5/100, bootstrapResamples*95/100-1
+	s.Lo, s.Hi = ratios[lo], ratios[hi]
+	s.PLo, s.PHi = paired[lo], paired[hi]
 	return s
+}
+
+func medianFloat(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 0 {
+		return (s[m-1] + s[m]) / 2
+	}
+	return s[m]
 }
 
 func ratioOfMedians(a, b []time.Duration) float64 {

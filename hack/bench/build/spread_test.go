@@ -45,15 +45,31 @@ func TestRatioSpread(t *testing.T) {
 	for i := range b {
 		a[i] = b[i] * 11 / 10
 	}
-	if s := ratioSpread(a, b); !near(s.Ratio, 1.1) || !near(s.Lo, 1.1) || !near(s.Hi, 1.1) {
-		t.Errorf("a = 1.1 b: %+v, want ratio and interval 1.1", s)
+	if s := ratioSpread(a, b); !near(s.Ratio, 1.1) || !near(s.Lo, 1.1) || !near(s.Hi, 1.1) ||
+		!near(s.Paired, 1.1) || !near(s.PLo, 1.1) || !near(s.PHi, 1.1) {
+		t.Errorf("a = 1.1 b: %+v, want every ratio and interval 1.1", s)
+	}
+
+	// Load that comes and goes, touching both of a round's runs alike: the
+	// medians of each side mix slow and fast rounds, the per-round ratios
+	// do not.
+	b = ms(100, 300, 100, 300, 100, 300, 100, 300, 100)
+	a = make([]time.Duration, len(b))
+	for i := range b {
+		a[i] = b[i] * 21 / 20
+	}
+	a[0], a[2] = ms(330)[0], ms(330)[0] // two rounds where a alone was slowed
+	s := ratioSpread(a, b)
+	if !near(s.Paired, 1.05) || s.PHi-s.PLo > s.Hi-s.Lo {
+		t.Errorf("per-round ratio %v (interval %v-%v), ratio of medians %v (%v-%v): want 1.05 and a narrower interval",
+			s.Paired, s.PLo, s.PHi, s.Ratio, s.Lo, s.Hi)
 	}
 
 	// Drift: a matches b in the first half and is twice as slow in the
 	// second; the halves show it and the interval is wide.
 	b = ms(100, 100, 100, 100, 100, 100)
 	a = ms(100, 100, 100, 200, 200, 200)
-	s := ratioSpread(a, b)
+	s = ratioSpread(a, b)
 	if !near(s.First, 1) || !near(s.Second, 2) {
 		t.Errorf("drift: halves %v / %v, want 1 / 2", s.First, s.Second)
 	}
