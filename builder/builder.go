@@ -397,7 +397,9 @@ func cmpOr(a, b string) string {
 }
 
 // Build runs one build on the least busy healthy daemon, streams its
-// progress, pushes the image by digest and reads it back from the registry.
+// progress, pushes the image by digest and reads it back from the registry
+// (as soon as the push is done, while BuildKit finishes the build: see
+// earlyReadBack).
 // Cancelling ctx stops the build on the daemon. A failing step returns a
 // *StepError; no reachable daemon returns an *UnreachableError.
 func (b *Builder) Build(ctx context.Context, req Request, progress Progress) (*Result, error) {
@@ -427,7 +429,19 @@ func (b *Builder) Build(ctx context.Context, req Request, progress Progress) (*R
 
 	status := make(chan *client.SolveStatus)
 	t := newTracker()
-	wait := pump(status, t, display, progress.Events)
+	events := progress.Events
+	var early *earlyReadBack
+	if req.Push {
+		early = newEarlyReadBack(ctx, p.image.Context().Name(), b.readBack)
+		defer early.stop()
+		events = func(s *client.SolveStatus) {
+			early.observe(s)
+			if progress.Events != nil {
+				progress.Events(s)
+			}
+		}
+	}
+	wait := pump(status, t, display, events)
 	resp, err := d.c.Solve(ctx, nil, so, status) // closes status
 	wait()
 	if err != nil {
@@ -449,7 +463,9 @@ func (b *Builder) Build(ctx context.Context, req Request, progress Progress) (*R
 	}
 	res.Ref = p.image.Context().Name() + "@" + res.Digest
 	if req.Push {
-		if err := b.readBack(ctx, res); err != nil {
+		if got := early.take(res.Digest); got != nil {
+			res.MediaType, res.Size, res.Images, res.ProvenanceDigest = got.MediaType, got.Size, got.Images, got.ProvenanceDigest
+		} else if err := b.readBack(ctx, res); err != nil {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
 )
 
 // Annotations BuildKit puts on attestation manifests in an index.
@@ -17,8 +18,15 @@ const (
 )
 
 // readBack fetches what was pushed, by digest, from the registry: it proves
-// the digest resolves there (go-containerregistry checks the content hash),
-// and fills in per-platform digests, sizes and the provenance manifest.
+// the digest resolves there (go-containerregistry checks the content hash
+// of every manifest it reads by digest), and fills in per-platform digests,
+// sizes and the provenance manifest from the verified index.
+//
+// It reads through one Puller, so every request shares one connection and
+// one handshake, and with the registry's scheme and auth known from the
+// configuration (oci.Client.ReadOptions: a registry.insecure host, or no
+// credentials) without go-containerregistry's /v2/ ping: a pushed index is
+// two round trips, its manifest then the platforms' manifests at once.
 func (b *Builder) readBack(ctx context.Context, res *Result) error {
 	ref, err := b.opts.Registry.ParseDigest(res.Ref)
 	if err != nil {
@@ -27,7 +35,11 @@ func (b *Builder) readBack(ctx context.Context, res *Result) error {
 	fail := func(err error) error {
 		return fmt.Errorf("build pushed %s, but reading it back from the registry failed: %w", res.Ref, err)
 	}
-	desc, err := remote.Get(ref, b.opts.Registry.RemoteOptions(ctx)...)
+	puller, err := remote.NewPuller(b.opts.Registry.ReadOptions(ctx, ref.Context().Registry)...)
+	if err != nil {
+		return fail(err)
+	}
+	desc, err := puller.Get(ctx, ref)
 	if err != nil {
 		return fail(err)
 	}
@@ -45,39 +57,47 @@ func (b *Builder) readBack(ctx context.Context, res *Result) error {
 		res.Images = []PlatformImage{{Platform: platform, Digest: res.Digest}}
 		return nil
 	}
-	idx, err := desc.ImageIndex()
-	if err != nil {
-		return fail(err)
-	}
-	im, err := idx.IndexManifest()
+	im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
 	if err != nil {
 		return fail(err)
 	}
 	attest := map[string]string{} // image digest → attestation manifest digest
+	var images []v1.Descriptor
 	for _, m := range im.Manifests {
 		if m.Annotations[refTypeAnnotation] == attestationManifest {
 			attest[m.Annotations[refDigestAnnotation]] = m.Digest.String()
+		} else {
+			images = append(images, m)
 		}
 	}
-	for _, m := range im.Manifests {
-		if m.Annotations[refTypeAnnotation] == attestationManifest {
-			continue
-		}
-		// The manifest alone gives the size; the platform is in the index,
-		// so the config blob need not be fetched.
-		md, err := remote.Get(ref.Context().Digest(m.Digest.String()), b.opts.Registry.RemoteOptions(ctx)...)
-		if err != nil {
-			return fail(err)
-		}
-		mf, err := v1.ParseManifest(bytes.NewReader(md.Manifest))
-		if err != nil {
-			return fail(err)
-		}
+	// The manifests alone give the sizes; the platforms are in the index,
+	// so no config blob need be fetched. All platforms at once.
+	sizes := make([]int64, len(images))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, m := range images {
+		g.Go(func() error {
+			md, err := puller.Get(gctx, ref.Context().Digest(m.Digest.String()))
+			if err != nil {
+				return err
+			}
+			mf, err := v1.ParseManifest(bytes.NewReader(md.Manifest))
+			if err != nil {
+				return err
+			}
+			sizes[i] = manifestSize(mf)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fail(err)
+	}
+	for i, m := range images {
 		platform := ""
 		if m.Platform != nil {
 			platform = m.Platform.String()
 		}
-		res.Size += manifestSize(mf)
+		res.Size += sizes[i]
 		res.Images = append(res.Images, PlatformImage{Platform: platform, Digest: m.Digest.String(), ProvenanceDigest: attest[m.Digest.String()]})
 	}
 	if len(res.Images) > 0 {

@@ -1,4 +1,4 @@
-//go:build !gantry_role_policy
+//go:build !gantry_role_build && !gantry_role_policy
 
 package main
 
