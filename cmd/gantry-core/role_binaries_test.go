@@ -68,7 +68,7 @@ func TestRoleBinaries(t *testing.T) {
 	for role := range roleExcludes {
 		bins = append(bins, "gantry-"+role)
 	}
-	cache := testenv.OpenBinCache(t, "../..")
+	cache := testenv.OpenBinCache(t, "../..", "role-binaries")
 	cache.Seed(t, dir, bins...)
 	// Linking is mostly serial: the three builds side by side take about
 	// as long as the largest.

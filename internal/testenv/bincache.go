@@ -28,10 +28,11 @@ type BinCache struct{ dir string }
 // binary that still has it was not looked at by any go build (see Untouched).
 var SeedTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// OpenBinCache returns the cache for the checkout at root, under the user's
-// cache directory (gantry/test-bin/<hash of root's absolute path>); one
-// that does nothing when there is no user cache directory.
-func OpenBinCache(t testing.TB, root string) *BinCache {
+// OpenBinCache returns the cache name (one per test: two tests may build a
+// binary of the same name differently) for the checkout at root, under the
+// user's cache directory (gantry/test-bin/<hash of root's absolute
+// path>/name); one that does nothing when there is no user cache directory.
+func OpenBinCache(t testing.TB, root, name string) *BinCache {
 	t.Helper()
 	abs, err := filepath.Abs(root)
 	if err != nil {
@@ -43,7 +44,7 @@ func OpenBinCache(t testing.TB, root string) *BinCache {
 		return &BinCache{}
 	}
 	sum := sha256.Sum256([]byte(abs))
-	dir := filepath.Join(base, "gantry", "test-bin", hex.EncodeToString(sum[:6]))
+	dir := filepath.Join(base, "gantry", "test-bin", hex.EncodeToString(sum[:6]), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatalf("binary cache: %v", err)
 	}

@@ -228,7 +228,7 @@ func TestInstallAndStartBuildKitSteps(t *testing.T) {
 	// binary that still has the seed's time was not built by the step.
 	bin := filepath.Join(dir, "bin")
 	gantryBins, buildkitBins := []string{"gantry", "gantry-core"}, []string{"buildkitd", "buildctl"}
-	cache := testenv.OpenBinCache(t, src)
+	cache := testenv.OpenBinCache(t, src, "workflow-steps")
 	cache.Seed(t, bin, append(gantryBins, buildkitBins...)...)
 	built := func(step string, names []string) {
 		t.Helper()
