@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/gittest"
+	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
 // stepNamed returns the pipeline job's step called name.
@@ -221,11 +222,27 @@ func TestInstallAndStartBuildKitSteps(t *testing.T) {
 	w := readWorkflow(t)
 	dir := t.TempDir()
 	srcEnv := "GANTRY_SRC=" + src
+	// The binaries the steps built last time are put back into bin/
+	// first: each step's go build links again unless a binary is exactly
+	// what it would link (its build ID), and resets the time of each, so a
+	// binary that still has the seed's time was not built by the step.
+	bin := filepath.Join(dir, "bin")
+	gantryBins, buildkitBins := []string{"gantry", "gantry-core"}, []string{"buildkitd", "buildctl"}
+	cache := testenv.OpenBinCache(t, src, "workflow-steps")
+	cache.Seed(t, bin, append(gantryBins, buildkitBins...)...)
+	built := func(step string, names []string) {
+		t.Helper()
+		if u := testenv.Untouched(t, bin, names...); len(u) > 0 {
+			t.Fatalf("%s did not build %v", step, u)
+		}
+		cache.Store(t, bin, names...)
+	}
 
 	out, _, _, err := runStep(t, stepNamed(t, w, "Install gantry"), dir, srcEnv, "GANTRY_VERSION=source")
 	if err != nil {
 		t.Fatalf("Install gantry: %v\n%s", err, out)
 	}
+	built("Install gantry", gantryBins)
 	if !regexp.MustCompile(`(?m)^gantry \S+ \(commit \S+, go`).MatchString(out) {
 		t.Errorf("Install gantry printed no version:\n%s", out)
 	}
@@ -254,6 +271,7 @@ func TestInstallAndStartBuildKitSteps(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Start BuildKit: %v\n%s", err, out)
 	}
+	built("Start BuildKit", buildkitBins)
 	addr := ghEnv["GANTRY_BUILDER_ADDRS"]
 	if addr != "unix://"+filepath.Join(dir, "buildkit", "buildkitd.sock") {
 		t.Fatalf("GANTRY_BUILDER_ADDRS = %q", addr)
