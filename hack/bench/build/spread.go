@@ -48,7 +48,7 @@ func ratioSpread(a, b []time.Duration) spread {
 			per[i] = float64(a[i]) / float64(b[i])
 		}
 	}
-	s.Paired = medianFloat(per)
+	s.Paired = median(per)
 	ra, rb := make([]time.Duration, n), make([]time.Duration, n)
 	rp := make([]float64, n)
 	ratios := make([]float64, bootstrapResamples)
@@ -59,7 +59,7 @@ func ratioSpread(a, b []time.Duration) spread {
 			ra[j], rb[j], rp[j] = a[k], b[k], per[k]
 		}
 		ratios[i] = ratioOfMedians(ra, rb)
-		paired[i] = medianFloat(rp)
+		paired[i] = median(rp)
 	}
 	slices.Sort(ratios)
 	slices.Sort(paired)
@@ -67,19 +67,6 @@ func ratioSpread(a, b []time.Duration) spread {
 	s.Lo, s.Hi = ratios[lo], ratios[hi]
 	s.PLo, s.PHi = paired[lo], paired[hi]
 	return s
-}
-
-func medianFloat(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	m := len(s) / 2
-	if len(s)%2 == 0 {
-		return (s[m-1] + s[m]) / 2
-	}
-	return s[m]
 }
 
 func ratioOfMedians(a, b []time.Duration) float64 {
@@ -90,12 +77,13 @@ func ratioOfMedians(a, b []time.Duration) float64 {
 	return float64(median(a)) / float64(mb)
 }
 
-// median of ds (the mean of the two middle values for an even count).
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
+// median of xs (the mean of the two middle values for an even count):
+// durations and ratios alike.
+func median[T time.Duration | float64](xs []T) T {
+	if len(xs) == 0 {
 		return 0
 	}
-	s := slices.Clone(ds)
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	m := len(s) / 2
 	if len(s)%2 == 0 {
