@@ -3,12 +3,16 @@
 // (warm), then one review per never-seen image (cold: image config read +
 // signature verification against the registry, every registry request
 // counted by a proxy), compared with cosign's own library verifying a
-// never-seen image in process (target: cold review ≤ 1.0× it, ≤ 2 registry
-// round trips per image, the very first review of a fresh webhook too);
-// `cosign verify` per image is reported as a process figure. Table and JSON lines. It needs the test environment (hack/testenv
+// never-seen image in process: once on loopback, once with the proxy
+// holding every request for -rtt, as a registry across a network (targets:
+// cold review ≤ 1.0× the library; ≤ 2 registry round trips for every
+// review, the very first review of a fresh webhook too, counted in the
+// network phase where a request sent beside another cannot be mistaken for
+// one that waited). `cosign verify` per image is reported as a process
+// figure. Table and JSON lines. It needs the test environment (hack/testenv
 // up) for the registry and the cosign binary:
 //
-//	go run ./hack/bench/admission [-rate 1000] [-duration 5s] [-cold 20] [-first 5]
+//	go run ./hack/bench/admission [-rate 1000] [-duration 5s] [-cold 20] [-rtt 10ms] [-rtt-images 20] [-first 5]
 package main
 
 import (
@@ -30,6 +34,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,6 +44,7 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	sigs "github.com/sigstore/cosign/v2/pkg/signature"
+	sigstoresig "github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/gantry-dev/gantry/admission/online"
 	"github.com/gantry-dev/gantry/admission/webhook"
@@ -54,14 +60,16 @@ func main() {
 	cold := flag.Int("cold", 20, "number of never-seen images for the cold phase")
 	cosignRuns := flag.Int("cosign", 5, "number of `cosign verify` runs to compare with")
 	firstN := flag.Int("first", 5, "number of fresh webhooks whose very first review is counted")
+	rttN := flag.Int("rtt-images", 20, "number of never-seen images for the cold phase over the network (half each)")
+	rtt := flag.Duration("rtt", 10*time.Millisecond, "round-trip time the proxy adds to each registry request in the network phase")
 	flag.Parse()
-	if err := run(*rate, *duration, *cold, *cosignRuns, *firstN); err != nil {
+	if err := run(*rate, *duration, *cold, *cosignRuns, *firstN, *rttN, *rtt); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
 }
 
-func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error {
+func run(rate int, duration time.Duration, coldN, cosignRuns, firstN, rttN int, rtt time.Duration) error {
 	env, err := testenv.Open()
 	if err != nil {
 		return err
@@ -84,9 +92,9 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 		return err
 	}
 	repo := fmt.Sprintf("%s/bench-admission-%d", env.Registry, time.Now().UnixNano())
-	fmt.Printf("pushing and signing %d images in %s …\n", coldN+1+firstN, repo)
+	fmt.Printf("pushing and signing %d images in %s …\n", coldN+1+rttN+firstN, repo)
 	var imgs []string
-	for i := 0; i <= coldN+firstN; i++ {
+	for i := 0; i <= coldN+rttN+firstN; i++ {
 		// Successive builds of one function: new digests in one repository.
 		img, err := push(repo+"/fn", fmt.Sprintf("b%d", i))
 		if err != nil {
@@ -97,9 +105,10 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 		}
 		imgs = append(imgs, img)
 	}
-	// The last firstN images are for the very first reviews of fresh
-	// webhooks.
-	imgs, firstImgs := imgs[:coldN+1], imgs[coldN+1:]
+	// The first coldN+1 images are for the loopback phases, the next rttN
+	// for the network phase, the last firstN for the very first reviews of
+	// fresh webhooks.
+	imgs, rttImgs, firstImgs := imgs[:coldN+1], imgs[coldN+1:coldN+1+rttN], imgs[coldN+1+rttN:]
 	// Every registry request of the cold phase goes through a counting
 	// proxy, so the round trips per review are measured, not assumed.
 	proxy, err := startCountingProxy(env.Registry)
@@ -129,7 +138,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	hookURL := rig.URL
 	send := func(image string) (time.Duration, error) {
-		body := review(image)
+		body := reviewBody(image)
 		start := time.Now()
 		resp, err := client.Post(hookURL, "application/json", bytes.NewReader(body))
 		if err != nil {
@@ -148,87 +157,60 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 	}
 
 	// Cold: each image seen for the first time (half of them: the other
-	// half is for cosign's library, which must not find them cached either).
+	// half is for cosign's library, which must not find them cached
+	// either), first on loopback as the registry answers, then with every
+	// request held for -rtt in the proxy, as a registry across a network.
+	pub, err := sigs.PublicKeyFromKeyRef(context.Background(), filepath.Join(dir, "cosign.pub"))
+	if err != nil {
+		return err
+	}
+	review := func(img string) error { _, err := send(viaProxy(img)); return err }
+	libVerify := func(img string) error { return cosignLibVerify(viaProxy(img), pub) }
 	half := len(imgs[1:]) / 2
-	var coldLat []time.Duration
-	var coldReqs, coldTrips, firstTrips, laterTrips float64
-	for i, img := range imgs[1 : 1+half] {
-		proxy.reset()
-		d, err := send(viaProxy(img))
-		if err != nil {
-			return fmt.Errorf("cold %s: %w", img, err)
-		}
-		coldLat = append(coldLat, d)
-		n, trips := proxy.stats()
-		coldReqs += float64(n) / float64(half)
-		coldTrips += float64(trips) / float64(half)
-		// The first review is the webhook's first contact with the
-		// registry; the others are not. (One sample; the figure below
-		// is the median over fresh webhooks.)
-		if i == 0 {
-			firstTrips = float64(trips)
-		} else {
-			laterTrips += float64(trips) / float64(half-1)
-		}
+	cold, err := proxy.measure(imgs[1:1+half], review)
+	if err != nil {
+		return fmt.Errorf("cold review: %w", err)
+	}
+	lib, err := proxy.measure(imgs[1+half:], libVerify)
+	if err != nil {
+		return fmt.Errorf("cosign library: %w", err)
+	}
+	// Over the network: on loopback a reply can come back before a request
+	// sent beside it has left, so waves are counted here, where a request
+	// that did not wait for another always starts within -rtt of it.
+	proxy.delay.Store(int64(rtt))
+	rttHalf := len(rttImgs) / 2
+	coldNet, err := proxy.measure(rttImgs[:rttHalf], review)
+	if err != nil {
+		return fmt.Errorf("cold review over %s: %w", rtt, err)
+	}
+	libNet, err := proxy.measure(rttImgs[rttHalf:], libVerify)
+	if err != nil {
+		return fmt.Errorf("cosign library over %s: %w", rtt, err)
 	}
 
 	// The very first review of a fresh webhook (a new evaluator, so new
 	// registry clients): its first contact with the registry. The proxy is
 	// in registry.insecure and needs no credentials, so its scheme and auth
-	// are known and no ping is sent. Counted over firstN fresh webhooks
-	// (a wave count of one review is sensitive to scheduling on a loaded
-	// machine), the median reported.
-	var firstTripsAll []int
-	for _, img := range firstImgs {
+	// are known and no ping is sent. Over the network too, each over a
+	// fresh webhook.
+	first, err := proxy.measure(firstImgs, func(img string) error {
 		e, err := online.Build(cfg, online.Options{})
 		if err != nil {
 			return err
 		}
 		h := webhook.New(e, webhook.Options{})
-		proxy.reset()
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(review(viaProxy(img)))))
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(reviewBody(viaProxy(img)))))
 		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
 			return fmt.Errorf("first review of %s: HTTP %d: %s", img, rec.Code, rec.Body.Bytes())
 		}
-		_, trips := proxy.stats()
-		firstTripsAll = append(firstTripsAll, trips)
-	}
-	if len(firstTripsAll) > 0 {
-		slices.Sort(firstTripsAll)
-		firstTrips = float64(firstTripsAll[len(firstTripsAll)/2])
-	}
-
-	// The in-process baseline: cosign's own library verifying a
-	// never-seen image with a new registry client, through the same proxy.
-	pub, err := sigs.PublicKeyFromKeyRef(context.Background(), filepath.Join(dir, "cosign.pub"))
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	var libLat []time.Duration
-	var libReqs, libTrips float64
-	nLib := float64(len(imgs[1+half:]))
-	for _, img := range imgs[1+half:] {
-		proxy.reset()
-		ref, err := name.ParseReference(viaProxy(img), name.Insecure)
-		if err != nil {
-			return err
-		}
-		co := &cosign.CheckOpts{SigVerifier: pub, IgnoreTlog: true, IgnoreSCT: true,
-			RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithTransport(http.DefaultTransport.(*http.Transport).Clone()))}}
-		start := time.Now()
-		found, _, err := cosign.VerifyImageSignatures(context.Background(), ref, co)
-		if err == nil && len(found) == 0 {
-			err = fmt.Errorf("no verified signature")
-		}
-		if err != nil {
-			return fmt.Errorf("cosign library %s: %w", img, err)
-		}
-		libLat = append(libLat, time.Since(start))
-		n, trips := proxy.stats()
-		libReqs += float64(n) / nLib
-		libTrips += float64(trips) / nLib
-	}
+	proxy.delay.Store(0)
 
 	// Warm: one image, already verified, at a fixed rate (open loop).
 	if _, err := send(imgs[0]); err != nil {
@@ -285,11 +267,18 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 	}
 	fmt.Printf("warm  (cached digest, target %d req/s, sent %.0f req/s for %s): n=%d errors=%d p50=%s p99=%s max=%s\n",
 		rate, achieved, duration, len(warmLat), errs, pct(warmLat, 50), pct(warmLat, 99), pct(warmLat, 100))
-	fmt.Printf("cold  (registry fetch + verify, per new image): n=%d p50=%s p99=%s; per image %.1f registry requests in %.1f round trips\n",
-		len(coldLat), pct(coldLat, 50), pct(coldLat, 99), coldReqs, coldTrips)
-	fmt.Printf("cosign library, new client, per new image: n=%d p50=%s p99=%s; per image %.1f registry requests in %.1f round trips\n",
-		len(libLat), pct(libLat, 50), pct(libLat, 99), libReqs, libTrips)
-	fmt.Printf("cosign verify CLI per image (process): n=%d p50=%s p99=%s\n", len(cosignLat), pct(cosignLat, 50), pct(cosignLat, 99))
+	for _, p := range []struct {
+		what string
+		m    phase
+	}{
+		{"cold review, loopback", cold}, {"cosign library, loopback", lib},
+		{"cold review, rtt " + rtt.String(), coldNet}, {"cosign library, rtt " + rtt.String(), libNet},
+		{"first review of a fresh webhook, rtt " + rtt.String(), first},
+	} {
+		fmt.Printf("%-44s n=%d p50=%s p99=%s; per image %.1f registry requests in round trips %v\n",
+			p.what, len(p.m.lat), pct(p.m.lat, 50), pct(p.m.lat, 99), p.m.requests(), p.m.trips)
+	}
+	fmt.Printf("cosign verify CLI per image (process, loopback): n=%d p50=%s p99=%s\n", len(cosignLat), pct(cosignLat, 50), pct(cosignLat, 99))
 
 	// In-process work against in-process work: a cold review served by the
 	// running webhook against cosign's library in a running program. The
@@ -298,29 +287,92 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN int) error 
 	rep := report.New("admission")
 	rep.Duration("warm review p50", report.InProcess, pct(warmLat, 50), len(warmLat))
 	rep.Duration("warm review p99", report.InProcess, pct(warmLat, 99), len(warmLat))
-	lib := rep.Duration("cosign library verify, never-seen image, p50", report.InProcess, pct(libLat, 50), len(libLat))
-	cold := rep.Duration("cold review p50", report.InProcess, pct(coldLat, 50), len(coldLat))
-	if err := rep.Compare(cold, *lib, "<=1.0"); err != nil {
+	libFig := rep.Duration("cosign library verify, never-seen image, p50", report.InProcess, pct(lib.lat, 50), len(lib.lat))
+	coldFig := rep.Duration("cold review p50", report.InProcess, pct(cold.lat, 50), len(cold.lat))
+	if err := rep.Compare(coldFig, *libFig, "<=1.0"); err != nil {
 		return err
 	}
-	// Round trips: sequential waves of registry requests (requests in
-	// flight together count once); the target bounds them, not the count.
-	rep.Add(report.Figure{Name: "cosign library registry requests per image", Kind: report.InProcess, Value: round1(libReqs), Unit: "requests", Samples: len(libLat)})
-	rep.Add(report.Figure{Name: "cosign library registry round trips per image", Kind: report.InProcess, Value: round1(libTrips), Unit: "round trips", Samples: len(libLat)})
-	rep.Add(report.Figure{Name: "cold review registry requests per image", Kind: report.InProcess, Value: round1(coldReqs), Unit: "requests", Samples: len(coldLat)})
-	trips := rep.Add(report.Figure{Name: "cold review registry round trips per image", Kind: report.InProcess, Value: round1(coldTrips), Unit: "round trips", Samples: len(coldLat)})
+	net := fmt.Sprintf(", registry %s away", rtt)
+	libNetFig := rep.Duration("cosign library verify, never-seen image, p50"+net, report.InProcess, pct(libNet.lat, 50), len(libNet.lat))
+	coldNetFig := rep.Duration("cold review p50"+net, report.InProcess, pct(coldNet.lat, 50), len(coldNet.lat))
+	if err := rep.Compare(coldNetFig, *libNetFig, "<=1.0"); err != nil {
+		return err
+	}
+	// Requests and round trips (sequential waves: requests in flight
+	// together count once), counted over the network phase; the target
+	// bounds the round trips of every review, not their mean.
+	rep.Add(report.Figure{Name: "cosign library registry requests per image", Kind: report.InProcess, Value: round1(libNet.requests()), Unit: "requests", Samples: len(libNet.lat)})
+	rep.Add(report.Figure{Name: "cosign library registry round trips per image, most", Kind: report.InProcess, Value: float64(slices.Max(libNet.trips)), Unit: "round trips", Samples: len(libNet.lat)})
+	rep.Add(report.Figure{Name: "cold review registry requests per image", Kind: report.InProcess, Value: round1(coldNet.requests()), Unit: "requests", Samples: len(coldNet.lat)})
+	trips := rep.Add(report.Figure{Name: "cold review registry round trips per image, most", Kind: report.InProcess, Value: float64(slices.Max(coldNet.trips)), Unit: "round trips", Samples: len(coldNet.lat)})
 	if err := rep.Bound(trips, "<=2"); err != nil {
 		return err
 	}
-	first := rep.Add(report.Figure{Name: "cold review registry round trips, first review (registry not yet contacted)", Kind: report.InProcess, Value: firstTrips, Unit: "round trips", Samples: len(firstTripsAll)})
-	if err := rep.Bound(first, "<=2"); err != nil {
+	firstFig := rep.Add(report.Figure{Name: "cold review registry round trips, first review of a fresh webhook, most", Kind: report.InProcess, Value: float64(slices.Max(first.trips)), Unit: "round trips", Samples: len(first.lat)})
+	if err := rep.Bound(firstFig, "<=2"); err != nil {
 		return err
 	}
-	rep.Add(report.Figure{Name: "cold review registry round trips per image, registry already contacted", Kind: report.InProcess, Value: round1(laterTrips), Unit: "round trips", Samples: half - 1})
-	rep.Duration("cosign verify process per image p50", report.Process, pct(cosignLat, 50), len(cosignLat))
-	fmt.Printf("ratio cold review / cosign library = %.2fx (target <= 1.0); registry round trips per cold review %.1f (target <= 2): %.0f for the first review of a fresh webhook (median of %v), %.1f for the others\n\n",
-		*cold.Ratio, coldTrips, firstTrips, firstTripsAll, laterTrips)
+	cosignFig := rep.Duration("cosign verify process per image p50", report.Process, pct(cosignLat, 50), len(cosignLat))
+	fmt.Printf("cold review / cosign library: %.2fx on loopback, %.2fx with the registry %s away (target <= 1.0); round trips per cold review at most %d, first review of a fresh webhook at most %d (target <= 2)\n",
+		*coldFig.Ratio, *coldNetFig.Ratio, rtt, slices.Max(coldNet.trips), slices.Max(first.trips))
+	// The issue's bound is against the cosign verify process, which a
+	// ratio may not state (process against in-process); printed instead.
+	fmt.Printf("cosign verify process p50 / cold review p50 on loopback: %.1fx faster (wanted >= 10x; not a report ratio: a process against a served request)\n\n",
+		cosignFig.Value/coldFig.Value)
 	return rep.WriteJSON(os.Stdout)
+}
+
+// cosignLibVerify is the in-process baseline: cosign's own library
+// verifying img with a new registry client.
+func cosignLibVerify(img string, pub sigstoresig.Verifier) error {
+	ref, err := name.ParseReference(img, name.Insecure)
+	if err != nil {
+		return err
+	}
+	co := &cosign.CheckOpts{SigVerifier: pub, IgnoreTlog: true, IgnoreSCT: true,
+		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithTransport(http.DefaultTransport.(*http.Transport).Clone()))}}
+	found, _, err := cosign.VerifyImageSignatures(context.Background(), ref, co)
+	if err == nil && len(found) == 0 {
+		err = fmt.Errorf("no verified signature")
+	}
+	return err
+}
+
+// phase is what one tool did for a series of never-seen images: the
+// latency of each and the registry requests and round trips it made.
+type phase struct {
+	lat   []time.Duration
+	reqs  []int
+	trips []int
+}
+
+func (p phase) requests() float64 {
+	sum := 0
+	for _, n := range p.reqs {
+		sum += n
+	}
+	return float64(sum) / float64(len(p.reqs))
+}
+
+// measure runs do once per image, timing it and counting the registry
+// requests it sent through the proxy.
+func (p *countingProxy) measure(imgs []string, do func(img string) error) (phase, error) {
+	var ph phase
+	if len(imgs) == 0 {
+		return ph, fmt.Errorf("no images")
+	}
+	for _, img := range imgs {
+		p.reset()
+		start := time.Now()
+		if err := do(img); err != nil {
+			return ph, fmt.Errorf("%s: %w", img, err)
+		}
+		ph.lat = append(ph.lat, time.Since(start))
+		n, trips := p.stats()
+		ph.reqs = append(ph.reqs, n)
+		ph.trips = append(ph.trips, trips)
+	}
+	return ph, nil
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
@@ -328,7 +380,10 @@ func round1(x float64) float64 { return math.Round(x*10) / 10 }
 // countingProxy forwards to the registry and records when each request
 // started and ended.
 type countingProxy struct {
-	host  string
+	host string
+	// delay holds each request before it is forwarded: the round trip of
+	// a registry across a network. Set between phases, never during one.
+	delay atomic.Int64 // nanoseconds
 	mu    sync.Mutex
 	spans [][2]time.Time
 	close func()
@@ -347,6 +402,7 @@ func startCountingProxy(registry string) (*countingProxy, error) {
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		time.Sleep(time.Duration(p.delay.Load()))
 		rp.ServeHTTP(w, r)
 		p.mu.Lock()
 		p.spans = append(p.spans, [2]time.Time{start, time.Now()})
@@ -409,7 +465,7 @@ func push(repo, tag string) (string, error) {
 	return repo + "@" + d.String(), nil
 }
 
-func review(image string) []byte {
+func reviewBody(image string) []byte {
 	return fmt.Appendf(nil, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"b","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"fn","operation":"CREATE","userInfo":{"username":"bench"},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"fn"},"spec":{"securityContext":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"}},"containers":[{"name":"app","image":%q,"securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}}}`, image)
 }
 
