@@ -67,6 +67,8 @@ type bundleSource struct {
 	d   name.Digest
 
 	listed  bool
+	pending chan struct{} // closed when a prefetched listing has ended
+	listErr error         // its error
 	descs   []v1.Descriptor // bundle referrers, in listing order
 	fetched map[v1.Hash]*bundleEntry
 	skipped map[v1.Hash]bool // fetched, not a DSSE bundle: ignored
@@ -83,10 +85,38 @@ func referrersTag(d name.Digest) string {
 	return d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1)).String()
 }
 
+// prefetch starts listing the referrers in the background, beside other
+// reads, so that an image signed only with bundles does not pay the
+// listing's round trip after the signature tag's. The next list waits for
+// it; until then the source must not be used otherwise.
+func (s *bundleSource) prefetch(ctx context.Context) {
+	if s.listed || s.pending != nil {
+		return
+	}
+	s.pending = make(chan struct{})
+	go func() {
+		defer close(s.pending)
+		s.listErr = s.listNow(ctx)
+	}()
+}
+
 // list fetches the referrers of the image (one request to the referrers
 // API and, when the registry has none, one for the referrers tag) and
-// keeps the bundle ones.
+// keeps the bundle ones; or waits for the prefetch.
 func (s *bundleSource) list(ctx context.Context) error {
+	if s.pending != nil {
+		// Waits even when ctx is done: the listing runs under the same
+		// ctx, so it ends soon, and it must not write while list returns.
+		<-s.pending
+		s.pending = nil
+		if s.listErr != nil {
+			return s.listErr
+		}
+	}
+	return s.listNow(ctx)
+}
+
+func (s *bundleSource) listNow(ctx context.Context) error {
 	if s.listed {
 		return nil
 	}

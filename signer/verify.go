@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -85,7 +86,18 @@ type Verifier struct {
 	// bundles[i] verifies Sigstore bundles for policy.keys[i] (nil: not
 	// accepted for that identity).
 	bundles []*bundleVerifier
+
+	// tagSigned holds the repositories whose last verification met the
+	// threshold with tag-based signatures alone (at most maxTagSigned,
+	// then forgotten): their next images are read the same way, the
+	// referrers listed only when the tags fall short. Elsewhere the
+	// listing goes out beside the tag read, so that an image signed only
+	// with bundles (cosign v3) does not wait for the tag's 404 first.
+	mu        sync.Mutex
+	tagSigned map[string]bool
 }
+
+const maxTagSigned = 1024
 
 // VerifierOption configures a Verifier.
 type VerifierOption func(*Verifier)
@@ -104,7 +116,7 @@ func NewVerifier(p *Policy, reg *goci.Client, opts ...VerifierOption) (*Verifier
 	if reg == nil {
 		return nil, errors.New("signer: NewVerifier needs a registry client")
 	}
-	v := &Verifier{policy: p, reg: reg, pull: newPullers(reg), now: time.Now}
+	v := &Verifier{policy: p, reg: reg, pull: newPullers(reg), now: time.Now, tagSigned: map[string]bool{}}
 	for _, o := range opts {
 		o(v)
 	}
@@ -127,12 +139,14 @@ func (v *Verifier) Policy() *Policy { return v.policy }
 // is a Result with Reason RegistryUnreachable (see Result.Cacheable).
 //
 // When only keys are configured, the registry is the only network peer.
-// Signatures are read in both formats (see docs/signer.md): first the
-// tag-based one, one manifest request for the signature tag plus one per
-// signature layer; only when those do not meet the threshold, the Sigstore
-// bundles that refer to the image: one request to the referrers API, one
-// for the referrers tag when the registry has no such API, and two per
-// signature bundle. The same again for attestations when the policy
+// Signatures are read in both formats (see docs/signer.md): the tag-based
+// one, one manifest request for the signature tag plus one per signature
+// layer; and the Sigstore bundles that refer to the image, only when the
+// tags do not meet the threshold: one request to the referrers API (none
+// once the registry is known to have no such API), one for the referrers
+// tag when it has none, and two per signature bundle. The referrers are
+// listed beside the tag read unless the repository's last image verified
+// with tags alone. The same again for attestations when the policy
 // requires some, the referrers list being read at most once.
 func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error) {
 	h, err := v1.NewHash(ref.DigestStr())
@@ -140,6 +154,10 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 		return nil, fmt.Errorf("signer: %s: %w", ref, err)
 	}
 	res := &Result{Digest: ref.String(), PolicyVersion: v.policy.version, Matched: []string{}}
+	bs := newBundleSource(v.reg, v.pull, ref)
+	if v.acceptsBundles() && !v.lastTagSigned(ref.Context()) {
+		bs.prefetch(ctx)
+	}
 	f, err := fetchAttachmentsWith(ctx, v.reg, v.pull, ref, sigSuffix)
 	if r, err := v.fetchFailure(ctx, res, f, err, "signatures"); r != nil || err != nil {
 		return r, err
@@ -152,8 +170,9 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 		outcomes[i], claims[i] = v.checkIdentity(ctx, k, f.sigs, h)
 	}
 	found := len(f.sigs)
-	bs := newBundleSource(v.reg, v.pull, ref)
-	if !v.thresholdMet(outcomes, now) {
+	tagsEnough := v.thresholdMet(outcomes, now)
+	v.noteTagSigned(ref.Context(), tagsEnough)
+	if !tagsEnough {
 		bundles, err := bs.signatures(ctx)
 		if r, err := v.fetchFailure(ctx, res, nil, err, "Sigstore bundles"); r != nil || err != nil {
 			return r, err
@@ -226,6 +245,30 @@ func (v *Verifier) Verify(ctx context.Context, ref name.Digest) (*Result, error)
 	res.Verified = true
 	res.Message = fmt.Sprintf("%s verified: signed by %s", ref, strings.Join(res.Matched, ", "))
 	return res, nil
+}
+
+// acceptsBundles says whether any identity may sign with a bundle.
+func (v *Verifier) acceptsBundles() bool {
+	return slices.ContainsFunc(v.bundles, func(b *bundleVerifier) bool { return b != nil })
+}
+
+func (v *Verifier) lastTagSigned(repo name.Repository) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.tagSigned[repo.String()]
+}
+
+func (v *Verifier) noteTagSigned(repo name.Repository, tagSigned bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !tagSigned {
+		delete(v.tagSigned, repo.String())
+		return
+	}
+	if len(v.tagSigned) >= maxTagSigned {
+		clear(v.tagSigned)
+	}
+	v.tagSigned[repo.String()] = true
 }
 
 // fetchFailure turns a fetch error into a result or an error.

@@ -54,7 +54,7 @@ func New(c config.Registry) (*Client, error) {
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	tr.ResponseHeaderTimeout = timeout
-	return &Client{insecure: slices.Clone(c.Insecure), keychain: kc, transport: tr, timeout: timeout}, nil
+	return &Client{insecure: slices.Clone(c.Insecure), keychain: kc, transport: newReferrersMemo(tr), timeout: timeout}, nil
 }
 
 // Timeout is the bound on one registry request.

@@ -132,7 +132,7 @@ func (r *tlsRegistry) client(t *testing.T, reg config.Registry) *Client {
 	pool := x509.NewCertPool()
 	pool.AddCert(r.srv.Certificate())
 	addr := r.srv.Listener.Addr().String()
-	tr := c.transport.(*http.Transport).Clone()
+	tr := c.transport.(*referrersMemo).base.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	dial := tr.DialContext
 	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
@@ -141,7 +141,7 @@ func (r *tlsRegistry) client(t *testing.T, reg config.Registry) *Client {
 		}
 		return dial(ctx, network, addr)
 	}
-	c.transport = tr
+	c.transport = newReferrersMemo(tr)
 	return c
 }
 
