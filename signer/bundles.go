@@ -67,8 +67,8 @@ type bundleSource struct {
 	d   name.Digest
 
 	listed  bool
-	pending chan struct{} // closed when a prefetched listing has ended
-	listErr error         // its error
+	pending chan struct{}   // closed when a prefetched listing has ended
+	listErr error           // its error
 	descs   []v1.Descriptor // bundle referrers, in listing order
 	fetched map[v1.Hash]*bundleEntry
 	skipped map[v1.Hash]bool // fetched, not a DSSE bundle: ignored
