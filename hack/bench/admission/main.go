@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"math"
 	"net"
 	"net/http"
@@ -424,8 +425,13 @@ type countingProxy struct {
 	// a registry across a network. Set between phases, never during one.
 	delay atomic.Int64 // nanoseconds
 	mu    sync.Mutex
-	spans [][2]time.Time
-	close func()
+	// gen counts resets: a request is counted in the measurement it
+	// started in, even when it ends after the measured call returned (a
+	// speculative read cancelled with its review), and never in the next.
+	gen      int
+	inflight int // requests of this generation not yet ended
+	spans    [][2]time.Time
+	close    func()
 }
 
 func startCountingProxy(registry string) (*countingProxy, error) {
@@ -435,16 +441,25 @@ func startCountingProxy(registry string) (*countingProxy, error) {
 	}
 	p := &countingProxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	// A read cancelled by its caller is expected (see gen), not news.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		p.mu.Lock()
+		gen := p.gen
+		p.inflight++
+		p.mu.Unlock()
 		time.Sleep(time.Duration(p.delay.Load()))
 		rp.ServeHTTP(w, r)
 		p.mu.Lock()
-		p.spans = append(p.spans, [2]time.Time{start, time.Now()})
+		if gen == p.gen {
+			p.spans = append(p.spans, [2]time.Time{start, time.Now()})
+			p.inflight--
+		}
 		p.mu.Unlock()
 	})}
 	go func() { _ = srv.Serve(ln) }()
@@ -455,6 +470,8 @@ func startCountingProxy(registry string) (*countingProxy, error) {
 
 func (p *countingProxy) reset() {
 	p.mu.Lock()
+	p.gen++
+	p.inflight = 0
 	p.spans = nil
 	p.mu.Unlock()
 }
@@ -463,10 +480,20 @@ func (p *countingProxy) reset() {
 // took: requests sorted by start; a request that starts before the first
 // of the current wave has ended was sent without waiting for it (same
 // wave), one that starts later begins a new wave.
+//
+// It waits (up to a second) for the requests of this measurement still in
+// flight to end.
 func (p *countingProxy) stats() (requests, trips int) {
-	p.mu.Lock()
-	spans := slices.Clone(p.spans)
-	p.mu.Unlock()
+	var spans [][2]time.Time
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		n := p.inflight
+		spans = slices.Clone(p.spans)
+		p.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	slices.SortFunc(spans, func(a, b [2]time.Time) int { return a[0].Compare(b[0]) })
 	var waveEnd time.Time
 	for _, s := range spans {
