@@ -77,7 +77,7 @@ func (r *rig) install() (*tools, error) {
 	// buildkitd cannot be `go install`ed (its go.mod has exclude directives),
 	// so it is built inside the module cache, with buildkit's own go.mod.
 	bk := filepath.Join(bin, "buildkit-"+buildkitVersion)
-	if err := ensureBuilt(bk, "buildkitd + buildctl "+buildkitVersion, "~2-3 min", func(tmp string) error {
+	if err := ensureBuilt(bk, "buildkitd + buildctl "+buildkitVersion, "~3-4 min", func(tmp string) error {
 		if err := run("", nil, "go", "mod", "download", "github.com/moby/buildkit@"+buildkitVersion); err != nil {
 			return err
 		}
