@@ -335,6 +335,11 @@ func TestVerifyRoundTrips(t *testing.T) {
 	}
 	onlySig := writePolicy(t, dir, "identities:\n  - {name: release, key: cosign.pub}\n")
 	withProv := writePolicy(t, dir, "identities:\n  - {name: release, key: cosign.pub}\nattestations:\n  - {type: slsaprovenance1, repo: https://github.com/acme/fn}\n")
+	// Whatever the number of trusted keys: every signature found is
+	// checked locally against each, so more keys cost no request.
+	newTestKey(t, dir, "ops")
+	newTestKey(t, dir, "security")
+	threeKeys := writePolicy(t, dir, "identities:\n  - {name: release, key: cosign.pub}\n  - {name: ops, key: ops.pub}\n  - {name: security, key: security.pub}\n")
 	ctx := context.Background()
 
 	type cost struct{ requests, trips int }
@@ -352,6 +357,11 @@ func TestVerifyRoundTrips(t *testing.T) {
 			cost{4, 2}, // .sig manifest and the referrers API (404), then its layer and the referrers tag (404)
 			cost{2, 2}, // .sig manifest, then its layer
 		},
+		{"tag-based signature, 3 trusted keys", threeKeys, func(t *testing.T, d name.Digest) {
+			if _, err := s.Sign(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}, cost{4, 2}, cost{2, 2}},
 		{"tag-based signature and attestation", withProv, func(t *testing.T, d name.Digest) {
 			if _, err := s.Sign(ctx, d); err != nil {
 				t.Fatal(err)
@@ -369,6 +379,9 @@ func TestVerifyRoundTrips(t *testing.T) {
 			cost{5, 4}, // .sig (404) and the referrers API (404), the referrers tag, the bundle's manifest, its layer
 			cost{4, 3}, // .sig (404) and the referrers tag, the bundle's manifest, its layer
 		},
+		{"cosign v3 bundle signature, 3 trusted keys", threeKeys, func(t *testing.T, d name.Digest) {
+			cosign3Sign(t, cli, keyPath, d)
+		}, cost{5, 4}, cost{4, 3}},
 		{"cosign v3 bundle signature, attestation present", onlySig, func(t *testing.T, d name.Digest) {
 			cosign3Sign(t, cli, keyPath, d)
 			cosign3Attest(t, cli, keyPath, "slsaprovenance1", predFile, d)
