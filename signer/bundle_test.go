@@ -2,15 +2,10 @@ package signer
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +17,7 @@ import (
 
 	"github.com/gantry-dev/gantry/config"
 	goci "github.com/gantry-dev/gantry/internal/oci"
+	"github.com/gantry-dev/gantry/internal/registryproxy"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -249,58 +245,6 @@ func TestCosign3SignaturesVerify(t *testing.T) {
 	})
 }
 
-// countingProxy forwards to the test registry and counts requests by
-// "METHOD /path" (the /v2/ ping included).
-// countingProxy forwards to the registry, holding each request for delay
-// first (a registry across a network), and records each request and when
-// it started and ended.
-type countingProxy struct {
-	host  string
-	delay time.Duration
-	mu    sync.Mutex
-	reqs  []string
-	spans [][2]time.Time
-}
-
-func newCountingProxy(t *testing.T, registry string, delay time.Duration) *countingProxy {
-	target, _ := url.Parse("http://" + registry)
-	cp := &countingProxy{delay: delay}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		start := time.Now()
-		time.Sleep(cp.delay)
-		rp.ServeHTTP(w, req)
-		cp.mu.Lock()
-		cp.reqs = append(cp.reqs, req.Method+" "+req.URL.Path)
-		cp.spans = append(cp.spans, [2]time.Time{start, time.Now()})
-		cp.mu.Unlock()
-	}))
-	t.Cleanup(srv.Close)
-	cp.host = strings.TrimPrefix(srv.URL, "http://")
-	return cp
-}
-
-// take returns the requests since the last take and how many round trips
-// they took: sequential waves, a request that starts before the first of
-// the current wave has ended being in it (sent without waiting for it).
-func (cp *countingProxy) take() (reqs []string, trips int) {
-	cp.mu.Lock()
-	reqs, spans := cp.reqs, cp.spans
-	cp.reqs, cp.spans = nil, nil
-	cp.mu.Unlock()
-	slices.SortFunc(spans, func(a, b [2]time.Time) int { return a[0].Compare(b[0]) })
-	var waveEnd time.Time
-	for _, s := range spans {
-		if trips == 0 || !s[0].Before(waveEnd) {
-			trips++
-			waveEnd = s[1]
-		} else if s[1].Before(waveEnd) {
-			waveEnd = s[1]
-		}
-	}
-	return reqs, trips
-}
-
 // TestVerifyRoundTrips counts the registry requests and round trips of
 // verifications in each format, through a proxy that holds every request
 // for 25 ms (so that requests sent together are told apart from requests
@@ -415,8 +359,13 @@ func TestVerifyRoundTrips(t *testing.T) {
 			d1, d2 := r.pushImage(repo, "v1"), r.pushImage(repo, "v2")
 			tc.setup(t, d1)
 			tc.setup(t, d2)
-			cp := newCountingProxy(t, r.env.Registry, 25*time.Millisecond)
-			preg, err := goci.New(config.Registry{Insecure: []string{cp.host}, Timeout: 10 * time.Second})
+			cp, err := registryproxy.Start(r.env.Registry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cp.Close() })
+			cp.SetDelay(25 * time.Millisecond)
+			preg, err := goci.New(config.Registry{Insecure: []string{cp.Host}, Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -429,7 +378,7 @@ func TestVerifyRoundTrips(t *testing.T) {
 				d    name.Digest
 				want cost
 			}{{"first verification of a new verifier", d1, tc.first}, {"then an image of the same repository", d2, tc.later}} {
-				pd, err := preg.ParseDigest(cp.host + "/" + step.d.RepositoryStr() + "@" + step.d.DigestStr())
+				pd, err := preg.ParseDigest(cp.Host + "/" + step.d.RepositoryStr() + "@" + step.d.DigestStr())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -439,8 +388,7 @@ func TestVerifyRoundTrips(t *testing.T) {
 				// The referrers listing of a tag-signed image may still
 				// be in flight after Verify returns: wait for it to be
 				// counted.
-				waitRequests(t, cp, step.want.requests)
-				reqs, trips := cp.take()
+				reqs, trips := cp.Take(step.want.requests)
 				t.Logf("%s: %d requests in %d round trips: %s", step.what, len(reqs), trips, strings.Join(reqs, ", "))
 				if slices.Contains(reqs, "GET /v2/") {
 					t.Fatalf("%s pinged the registry:\n%s", step.what, strings.Join(reqs, "\n"))
@@ -454,21 +402,6 @@ func TestVerifyRoundTrips(t *testing.T) {
 	}
 }
 
-// waitRequests waits until the proxy has answered at least n requests (or
-// a second has passed: the count is then checked as it is).
-func waitRequests(t *testing.T, cp *countingProxy, n int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		cp.mu.Lock()
-		got := len(cp.reqs)
-		cp.mu.Unlock()
-		if got >= n {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestGantryBundlesInterop: what Gantry signs and attests in each format,
 // cosign v3 verifies (and refuses with another key), and cosign v2 too

@@ -23,19 +23,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -52,6 +47,7 @@ import (
 	"github.com/gantry-dev/gantry/config"
 	"github.com/gantry-dev/gantry/hack/bench/internal/report"
 	"github.com/gantry-dev/gantry/hack/bench/internal/webhookrig"
+	"github.com/gantry-dev/gantry/internal/registryproxy"
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -135,12 +131,12 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN, rttN, v3N 
 	}
 	// Every registry request of the cold phase goes through a counting
 	// proxy, so the round trips per review are measured, not assumed.
-	proxy, err := startCountingProxy(env.Registry)
+	proxy, err := registryproxy.Start(env.Registry)
 	if err != nil {
 		return err
 	}
-	defer proxy.close()
-	viaProxy := func(img string) string { return proxy.host + img[len(env.Registry):] }
+	defer proxy.Close()
+	viaProxy := func(img string) string { return proxy.Host + img[len(env.Registry):] }
 
 	policy := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policy, []byte("identities:\n  - name: bench\n    key: cosign.pub\n"), 0o600); err != nil {
@@ -148,7 +144,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN, rttN, v3N 
 	}
 
 	cfg := config.Default()
-	cfg.Registry.Insecure = []string{env.Registry, proxy.host}
+	cfg.Registry.Insecure = []string{env.Registry, proxy.Host}
 	cfg.Registry.Timeout = 5 * time.Second
 	cfg.Admission.SignerPolicy = policy
 	rig, err := webhookrig.Start(cfg, webhookrig.Options{})
@@ -191,30 +187,30 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN, rttN, v3N 
 	review := func(img string) error { _, err := send(viaProxy(img)); return err }
 	libVerify := func(img string) error { return cosignLibVerify(viaProxy(img), pub) }
 	half := len(imgs[1:]) / 2
-	cold, err := proxy.measure(imgs[1:1+half], review)
+	cold, err := measure(proxy, imgs[1:1+half], review)
 	if err != nil {
 		return fmt.Errorf("cold review: %w", err)
 	}
-	lib, err := proxy.measure(imgs[1+half:], libVerify)
+	lib, err := measure(proxy, imgs[1+half:], libVerify)
 	if err != nil {
 		return fmt.Errorf("cosign library: %w", err)
 	}
 	// Over the network: on loopback a reply can come back before a request
 	// sent beside it has left, so waves are counted here, where a request
 	// that did not wait for another always starts within -rtt of it.
-	proxy.delay.Store(int64(rtt))
+	proxy.SetDelay(rtt)
 	rttHalf := len(rttImgs) / 2
-	coldNet, err := proxy.measure(rttImgs[:rttHalf], review)
+	coldNet, err := measure(proxy, rttImgs[:rttHalf], review)
 	if err != nil {
 		return fmt.Errorf("cold review over %s: %w", rtt, err)
 	}
-	libNet, err := proxy.measure(rttImgs[rttHalf:], libVerify)
+	libNet, err := measure(proxy, rttImgs[rttHalf:], libVerify)
 	if err != nil {
 		return fmt.Errorf("cosign library over %s: %w", rtt, err)
 	}
 	// The webhook has met the registry (and learnt that it has no
 	// referrers API) in the phases above.
-	coldV3, err := proxy.measure(v3Imgs, review)
+	coldV3, err := measure(proxy, v3Imgs, review)
 	if err != nil {
 		return fmt.Errorf("cold review of cosign v3 images over %s: %w", rtt, err)
 	}
@@ -224,7 +220,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN, rttN, v3N 
 	// in registry.insecure and needs no credentials, so its scheme and auth
 	// are known and no ping is sent. Over the network too, each over a
 	// fresh webhook.
-	first, err := proxy.measure(firstImgs, func(img string) error {
+	first, err := measure(proxy, firstImgs, func(img string) error {
 		e, err := online.Build(cfg, online.Options{})
 		if err != nil {
 			return err
@@ -240,7 +236,7 @@ func run(rate int, duration time.Duration, coldN, cosignRuns, firstN, rttN, v3N 
 	if err != nil {
 		return err
 	}
-	proxy.delay.Store(0)
+	proxy.SetDelay(0)
 
 	// Warm: one image, already verified, at a fixed rate (open loop).
 	if _, err := send(imgs[0]); err != nil {
@@ -395,119 +391,28 @@ func (p phase) requests() float64 {
 }
 
 // measure runs do once per image, timing it and counting the registry
-// requests it sent through the proxy.
-func (p *countingProxy) measure(imgs []string, do func(img string) error) (phase, error) {
+// requests it sent through the proxy (a request still in flight when do
+// returns, cancelled with its review, included).
+func measure(p *registryproxy.Proxy, imgs []string, do func(img string) error) (phase, error) {
 	var ph phase
 	if len(imgs) == 0 {
 		return ph, fmt.Errorf("no images")
 	}
 	for _, img := range imgs {
-		p.reset()
+		p.Take(0) // what came before is not this image's
 		start := time.Now()
 		if err := do(img); err != nil {
 			return ph, fmt.Errorf("%s: %w", img, err)
 		}
 		ph.lat = append(ph.lat, time.Since(start))
-		n, trips := p.stats()
-		ph.reqs = append(ph.reqs, n)
+		reqs, trips := p.Take(0)
+		ph.reqs = append(ph.reqs, len(reqs))
 		ph.trips = append(ph.trips, trips)
 	}
 	return ph, nil
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
-
-// countingProxy forwards to the registry and records when each request
-// started and ended.
-type countingProxy struct {
-	host string
-	// delay holds each request before it is forwarded: the round trip of
-	// a registry across a network. Set between phases, never during one.
-	delay atomic.Int64 // nanoseconds
-	mu    sync.Mutex
-	// gen counts resets: a request is counted in the measurement it
-	// started in, even when it ends after the measured call returned (a
-	// speculative read cancelled with its review), and never in the next.
-	gen      int
-	inflight int // requests of this generation not yet ended
-	spans    [][2]time.Time
-	close    func()
-}
-
-func startCountingProxy(registry string) (*countingProxy, error) {
-	target, err := url.Parse("http://" + registry)
-	if err != nil {
-		return nil, err
-	}
-	p := &countingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	// A read cancelled by its caller is expected (see gen), not news.
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		p.mu.Lock()
-		gen := p.gen
-		p.inflight++
-		p.mu.Unlock()
-		time.Sleep(time.Duration(p.delay.Load()))
-		rp.ServeHTTP(w, r)
-		p.mu.Lock()
-		if gen == p.gen {
-			p.spans = append(p.spans, [2]time.Time{start, time.Now()})
-			p.inflight--
-		}
-		p.mu.Unlock()
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	p.host = ln.Addr().String()
-	p.close = func() { _ = srv.Close() }
-	return p, nil
-}
-
-func (p *countingProxy) reset() {
-	p.mu.Lock()
-	p.gen++
-	p.inflight = 0
-	p.spans = nil
-	p.mu.Unlock()
-}
-
-// stats returns the requests since reset and how many round trips they
-// took: requests sorted by start; a request that starts before the first
-// of the current wave has ended was sent without waiting for it (same
-// wave), one that starts later begins a new wave.
-//
-// It waits (up to a second) for the requests of this measurement still in
-// flight to end.
-func (p *countingProxy) stats() (requests, trips int) {
-	var spans [][2]time.Time
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
-		p.mu.Lock()
-		n := p.inflight
-		spans = slices.Clone(p.spans)
-		p.mu.Unlock()
-		if n == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	slices.SortFunc(spans, func(a, b [2]time.Time) int { return a[0].Compare(b[0]) })
-	var waveEnd time.Time
-	for _, s := range spans {
-		if trips == 0 || !s[0].Before(waveEnd) {
-			trips++
-			waveEnd = s[1]
-			continue
-		}
-		if s[1].Before(waveEnd) {
-			waveEnd = s[1]
-		}
-	}
-	return len(spans), trips
-}
 
 func push(repo, tag string) (string, error) {
 	img, err := random.Image(1024, 1)
