@@ -402,7 +402,6 @@ func TestVerifyRoundTrips(t *testing.T) {
 	}
 }
 
-
 // TestGantryBundlesInterop: what Gantry signs and attests in each format,
 // cosign v3 verifies (and refuses with another key), and cosign v2 too
 // (given a trusted root once bundles exist, as cosign v2.6 then reads
