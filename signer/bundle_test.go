@@ -247,8 +247,9 @@ func TestCosign3SignaturesVerify(t *testing.T) {
 
 // TestVerifyRoundTrips counts the registry requests and round trips of
 // verifications in each format, through a proxy that holds every request
-// for 25 ms (so that requests sent together are told apart from requests
-// that waited for another however the machine schedules them): a new
+// for 100 ms (so that requests sent together are told apart from requests
+// that waited for another, even when a busy machine starts one of them
+// tens of milliseconds late): a new
 // verifier's first verification (no /v2/ ping: the proxy's scheme and auth
 // are known), then a second image of the same repository. The tag-based
 // format costs what it did before bundles were read, once the repository
@@ -364,7 +365,7 @@ func TestVerifyRoundTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = cp.Close() })
-			cp.SetDelay(25 * time.Millisecond)
+			cp.SetDelay(100 * time.Millisecond)
 			preg, err := goci.New(config.Registry{Insecure: []string{cp.Host}, Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/semver"
+
 	"github.com/gantry-dev/gantry/internal/testenv"
 )
 
@@ -44,6 +47,49 @@ func TestRequiredVersionOfThisModule(t *testing.T) {
 	got, err := requiredVersion("../../../go.mod", trivyModule)
 	if err != nil || !strings.HasPrefix(got, "v0.") {
 		t.Fatalf("requiredVersion(go.mod) = %q, %v", got, err)
+	}
+}
+
+// hack/buildkit-rig holds every module it shares with Gantry at Gantry's
+// version (or newer, where BuildKit requires newer): a module Gantry has
+// raised without the rig following would make the two builds compile the
+// packages they share twice, silently. Raise it in the rig too:
+//
+//	cd hack/buildkit-rig && go get <module>@<Gantry's version> && go mod tidy
+func TestBuildkitRigAlignedWithGantry(t *testing.T) {
+	read := func(path string) map[string]string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := modfile.Parse(path, b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, r := range f.Require {
+			out[r.Mod.Path] = r.Mod.Version
+		}
+		return out
+	}
+	gantry, rig := read("../../../go.mod"), read("../../buildkit-rig/go.mod")
+	if v, ok := rig[buildkitModule]; !ok || !semver.IsValid(v) {
+		t.Fatalf("hack/buildkit-rig/go.mod requires %s at %q", buildkitModule, v)
+	}
+	shared := 0
+	for m, gv := range gantry {
+		rv, ok := rig[m]
+		if !ok {
+			continue
+		}
+		shared++
+		if semver.Compare(gv, rv) > 0 {
+			t.Errorf("%s: Gantry requires %s, hack/buildkit-rig %s", m, gv, rv)
+		}
+	}
+	if shared < 50 {
+		t.Fatalf("only %d modules shared: is hack/buildkit-rig/go.mod tidy?", shared)
 	}
 }
 
