@@ -80,7 +80,7 @@ func (r *rig) install() (*tools, error) {
 	// of BuildKit alone took 523 CPU-seconds, 112 after Gantry's). Its
 	// cache key is the hash of its go.mod and go.sum, so a bump rebuilds.
 	bkDir := filepath.Join(r.root, "hack", "buildkit-rig")
-	bkKey, err := hashFiles(filepath.Join(bkDir, "go.mod"), filepath.Join(bkDir, "go.sum"))
+	bkKey, err := moduleKey(bkDir)
 	if err != nil {
 		return nil, err
 	}
@@ -90,9 +90,8 @@ func (r *rig) install() (*tools, error) {
 	}
 	bk := filepath.Join(bin, "buildkit-"+bkVersion+"-"+bkKey)
 	if err := ensureBuilt(bk, "buildkitd + buildctl "+bkVersion, "~3-4 min", func(tmp string) error {
-		return run(bkDir, nil, "go", "build", "-trimpath",
-			"-ldflags", "-s -w -X github.com/moby/buildkit/version.Version="+bkVersion,
-			"-o", tmp+"/", "github.com/moby/buildkit/cmd/buildkitd", "github.com/moby/buildkit/cmd/buildctl")
+		return buildInModule(bkDir, tmp, "-s -w -X github.com/moby/buildkit/version.Version="+bkVersion,
+			"github.com/moby/buildkit/cmd/buildkitd", "github.com/moby/buildkit/cmd/buildctl")
 	}); err != nil {
 		return nil, err
 	}
@@ -105,7 +104,7 @@ func (r *rig) install() (*tools, error) {
 	// rig's compile: 293 of 1467 CPU-seconds with an empty build cache; only
 	// the controller tests use it) is built on its own.
 	rigDir := filepath.Join(r.root, "hack", "kube-rig")
-	key, err := hashFiles(filepath.Join(rigDir, "go.mod"), filepath.Join(rigDir, "go.sum"))
+	key, err := moduleKey(rigDir)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +167,21 @@ func buildKube(rigDir, dir string, pkgs ...string) error {
 	v := "k8s.io/component-base/version"
 	ld := fmt.Sprintf("-s -w -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=%s",
 		v, kubeVersion, v, v, kubeVersion)
-	return run(rigDir, nil, append([]string{"go", "build", "-trimpath", "-ldflags", ld, "-o", dir + "/"}, pkgs...)...)
+	return buildInModule(rigDir, dir, ld, pkgs...)
+}
+
+// buildInModule builds pkgs of the nested module at modDir (a rig) into
+// dir, compiled as Gantry's own packages are (-trimpath, this process's
+// CGO_ENABLED and GOEXPERIMENT) so that the packages they share come from
+// one build cache entry.
+func buildInModule(modDir, dir, ldflags string, pkgs ...string) error {
+	return run(modDir, nil, append([]string{"go", "build", "-trimpath", "-ldflags", ldflags, "-o", dir + "/"}, pkgs...)...)
+}
+
+// moduleKey is a rig's tool-cache key: the hash of its go.mod and go.sum,
+// so that a bump there rebuilds.
+func moduleKey(modDir string) (string, error) {
+	return hashFiles(filepath.Join(modDir, "go.mod"), filepath.Join(modDir, "go.sum"))
 }
 
 // installControllerManager returns kube-controller-manager's path: the one
